@@ -1,0 +1,1 @@
+"""The `dna` command line."""

@@ -1,0 +1,60 @@
+"""The `dna` command: a thin typer layer over the library.
+
+Each command group lives in its own module and is added here. Errors from the
+:class:`~dna_zoo.errors.DnaZooError` hierarchy become one line and exit code 1
+(``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+import dna_zoo
+from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import zoo as zoo_cmd
+from dna_zoo.cli.common import DnaGroup
+
+app = typer.Typer(
+    cls=DnaGroup,
+    name="dna",
+    help="DNA model zoo, device-aware architecture search and checked export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dna-zoo {dna_zoo.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command("models")(zoo_cmd.models)
+app.command("info")(zoo_cmd.info)
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

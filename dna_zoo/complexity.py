@@ -1,0 +1,168 @@
+"""Parameters and multiply-accumulates (MACs) of DNA-family networks.
+
+Two ways that must agree, and tests check they do:
+
+- :func:`encoding_cost` computes them analytically from an :class:`ArchEncoding`, layer by
+  layer (no torch): the search's params/MACs cost models add these per-layer figures.
+- :func:`count_params` / :func:`count_macs` measure a built torch model.
+
+MAC conventions (always say which one a figure uses):
+
+- ``"conv_linear"``: multiply-adds of convolutions and linear layers only (what
+  ``torch.utils.flop_counter`` counts, halved). The authors' 394M for DNA-b is this.
+- ``"all"``: plus one op per element of every BatchNorm and activation output, which is how
+  the paper's other figures (348M, 466M, 611M) were counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dna_zoo.arch import ArchEncoding, LayerInstance, iter_layers
+
+MAC_CONVENTIONS = ("conv_linear", "all")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Parameters and MACs (both conventions) of a layer or a network."""
+
+    params: int = 0
+    macs: int = 0  # conv_linear
+    elementwise: int = 0  # BN + activation output elements
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.params + other.params,
+            self.macs + other.macs,
+            self.elementwise + other.elementwise,
+        )
+
+    def macs_as(self, convention: str = "conv_linear") -> int:
+        if convention == "conv_linear":
+            return self.macs
+        if convention == "all":
+            return self.macs + self.elementwise
+        from dna_zoo.errors import UnknownNameError
+
+        raise UnknownNameError("MAC convention", convention, MAC_CONVENTIONS)
+
+
+def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """Channel rounding as timm's ``InvertedResidual`` applies it to expanded widths."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+def _se(chs: int, se_ratio: float) -> tuple[int, int, int]:
+    """(params, macs, elementwise) of a squeeze-excite on ``chs`` channels."""
+    if not se_ratio:
+        return 0, 0, 0
+    rd = round(chs * se_ratio)
+    return chs * rd + rd + rd * chs + chs, 2 * chs * rd, rd + chs
+
+
+def layer_cost(inst: LayerInstance) -> Cost:
+    """Params and MACs of one placed layer, matching timm's blocks exactly."""
+    layer, op = inst.layer, inst.layer.op
+    cin, cout, k = inst.in_chs, layer.out_chs, op.kernel
+    hin, hout = inst.in_res**2, inst.out_res**2
+    if op.kind == "ds":
+        se_p, se_m, se_e = _se(cin, op.se)
+        params = k * k * cin + 2 * cin + se_p + cin * cout + 2 * cout
+        macs = k * k * cin * hout + se_m + cin * cout * hout
+        elementwise = 2 * cin * hout + se_e + cout * hout
+        return Cost(params, macs, elementwise)
+    mid = make_divisible(cin * op.expansion)
+    # timm divides the SE ratio by the expansion and applies it to the expanded width
+    se_p, se_m, se_e = _se(mid, op.se / op.expansion if op.se else 0.0)
+    params = cin * mid + 2 * mid + k * k * mid + 2 * mid + se_p + mid * cout + 2 * cout
+    macs = cin * mid * hin + k * k * mid * hout + se_m + mid * cout * hout
+    elementwise = 2 * mid * hin + 2 * mid * hout + se_e + cout * hout
+    return Cost(params, macs, elementwise)
+
+
+def stem_cost(in_chans: int, stem_size: int, input_size: int) -> Cost:
+    res = ((input_size + 1) // 2) ** 2
+    return Cost(
+        9 * in_chans * stem_size + 2 * stem_size,
+        9 * in_chans * stem_size * res,
+        2 * stem_size * res,
+    )
+
+
+def head_cost(in_chs: int, num_features: int, in_res: int, num_classes: int) -> Cost:
+    hw = in_res**2
+    params = in_chs * num_features + 2 * num_features
+    macs = in_chs * num_features * hw
+    if num_classes:
+        params += num_features * num_classes + num_classes
+        macs += num_features * num_classes
+    return Cost(params, macs, 2 * num_features * hw)
+
+
+def encoding_cost(
+    enc: ArchEncoding, *, input_size: int = 224, in_chans: int = 3, num_classes: int = 1000
+) -> Cost:
+    """Analytic params and MACs of a whole network."""
+    total = stem_cost(in_chans, enc.stem_size, input_size)
+    last: LayerInstance | None = None
+    for inst in iter_layers(enc, input_size):
+        total = total + layer_cost(inst)
+        last = inst
+    if last is None:  # ArchEncoding forbids this; keeps type checkers honest
+        return total
+    return total + head_cost(last.layer.out_chs, enc.num_features, last.out_res, num_classes)
+
+
+def count_params(model) -> int:
+    """Number of parameters of a torch model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(
+    model, input_size: tuple[int, int, int] = (3, 224, 224), *, convention: str = "conv_linear"
+) -> int:
+    """MACs of one forward pass at batch 1, measured with torch's FLOP counter.
+
+    ``"all"`` adds the output elements of every BatchNorm and activation module.
+    """
+    import torch
+    import torch.nn as nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if convention not in MAC_CONVENTIONS:
+        from dna_zoo.errors import UnknownNameError
+
+        raise UnknownNameError("MAC convention", convention, MAC_CONVENTIONS)
+    elementwise = [0]
+    handles = []
+    if convention == "all":
+        norm_act = (
+            nn.BatchNorm2d,
+            nn.SiLU,
+            nn.Sigmoid,
+            nn.ReLU,
+            nn.Hardswish,
+            nn.Hardsigmoid,
+            nn.GELU,
+        )
+
+        def hook(mod: nn.Module, inp: object, out: torch.Tensor) -> None:
+            elementwise[0] += out.numel()
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, norm_act)]
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters())
+        x = torch.zeros(1, *input_size, dtype=param.dtype, device=param.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return fc.get_total_flops() // 2 + elementwise[0]

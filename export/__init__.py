@@ -1,0 +1,1 @@
+"""dna_zoo.export."""
