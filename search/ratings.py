@@ -1,0 +1,103 @@
+"""The ratings file: every candidate of every block with its loss to the teacher.
+
+Written by ``dna supernet rate``, read by ``dna search``. It records the space it rates
+(and the space's identity hash), the teacher, the data, the input size and the loss
+normalisation, so a search can refuse ratings that do not match its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dna_zoo.search.space import Candidate, SearchSpace
+
+from dna_zoo.errors import ConfigError
+
+RATINGS_FORMAT = "dna-zoo-ratings"
+RATINGS_VERSION = 1
+
+
+@dataclass
+class Ratings:
+    space: SearchSpace
+    #: candidate key -> loss (lower is better), after ``normalization``
+    losses: dict[str, float]
+    normalization: str = "teacher_var"
+    input_size: int = 224
+    teacher: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def loss(self, cand: Candidate) -> float:
+        try:
+            return self.losses[cand.key]
+        except KeyError:
+            raise ConfigError(
+                f"candidate {cand.key} has no rating", hint="rate the whole space first"
+            ) from None
+
+    def block(self, block: int) -> list[tuple[Candidate, float]]:
+        return [(c, self.loss(c)) for c in self.space.block_candidates(block)]
+
+    def missing(self) -> list[str]:
+        return [
+            c.key
+            for b in range(len(self.space.blocks))
+            for c in self.space.block_candidates(b)
+            if c.key not in self.losses
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RATINGS_FORMAT,
+            "version": RATINGS_VERSION,
+            "space": self.space.to_dict(),
+            "space_identity": self.space.identity,
+            "normalization": self.normalization,
+            "input_size": self.input_size,
+            "teacher": self.teacher,
+            "data": self.data,
+            "meta": self.meta,
+            "losses": self.losses,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic write: a reader never sees half a file."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+        os.replace(tmp, p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> Ratings:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"ratings file {p} does not exist", hint="run `dna supernet rate` first")
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{p} is not a valid ratings file: {e}") from e
+        if not isinstance(d, dict) or d.get("format") != RATINGS_FORMAT:
+            raise ConfigError(f"{p} is not a dna-zoo ratings file")
+        if d.get("version") != RATINGS_VERSION:
+            raise ConfigError(f"{p} has ratings version {d.get('version')}, expected {RATINGS_VERSION}")
+        space = SearchSpace.from_dict(d["space"])
+        if d.get("space_identity") != space.identity:
+            raise ConfigError(f"{p} is inconsistent: its space does not match its recorded identity")
+        return cls(
+            space=space,
+            losses={str(k): float(v) for k, v in d["losses"].items()},
+            normalization=d.get("normalization", "none"),
+            input_size=int(d.get("input_size", 224)),
+            teacher=d.get("teacher", {}),
+            data=d.get("data", {}),
+            meta=d.get("meta", {}),
+        )
