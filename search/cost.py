@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from dna_zoo.search.space import Candidate, SearchSpace
-
 from dna_zoo.arch import ArchEncoding, LayerInstance, iter_layers
 from dna_zoo.complexity import Cost, head_cost, layer_cost, stem_cost
+from dna_zoo.search.space import Candidate, SearchSpace
 
 
 class CostModel(ABC):

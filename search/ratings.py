@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dna_zoo.search.space import Candidate, SearchSpace
-
 from dna_zoo.errors import ConfigError
+from dna_zoo.search.space import Candidate, SearchSpace
 
 RATINGS_FORMAT = "dna-zoo-ratings"
 RATINGS_VERSION = 1

@@ -66,7 +66,7 @@ def test_ratings_round_trip_and_validation(tmp_path):
     p = r.save(tmp_path / "ratings.json")
     back = Ratings.load(p)
     assert back.losses == losses and back.space == s and not back.missing()
-    p.write_text(p.read_text().replace('"small"', '"small"', 1).replace('"e6_k3_se0.25"', '"e6_k7_se0.25"', 1))
+    p.write_text(p.read_text().replace('"e6_k3_se0.25"', '"e6_k7_se0.25"', 1))
     with pytest.raises(ConfigError):
         Ratings.load(p)
     (tmp_path / "junk.json").write_text("[1, 2]")
