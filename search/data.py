@@ -132,7 +132,11 @@ class FashionMNIST(Dataset):
         out = []
         for chunk in images.split(4096):
             x = F.interpolate(
-                chunk[:, None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+                chunk[:, None].float(),
+                size=(size, size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
             )
             out.append(x.round_().clamp_(0, 255).to(torch.uint8)[:, 0])
         return torch.cat(out)
@@ -257,7 +261,8 @@ def _open_folder(
 
     if not root.exists():
         raise DataError(
-            f"data path {root} does not exist", hint="pass an image folder, or --data builtin for Fashion-MNIST"
+            f"data path {root} does not exist",
+            hint="pass an image folder, or --data builtin for Fashion-MNIST",
         )
     if not root.is_dir():
         raise DataError(f"data path {root} is not a folder", hint="pass an image folder (class sub-folders)")

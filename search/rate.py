@@ -73,10 +73,13 @@ class RateConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(
-                f"unknown normalization '{self.normalization}'", hint=f"use one of {', '.join(NORMALIZATIONS)}"
+                f"unknown normalization '{self.normalization}'",
+                hint=f"use one of {', '.join(NORMALIZATIONS)}",
             )
         if self.method not in METHODS:
-            raise ConfigError(f"unknown rating method '{self.method}'", hint=f"use one of {', '.join(METHODS)}")
+            raise ConfigError(
+                f"unknown rating method '{self.method}'", hint=f"use one of {', '.join(METHODS)}"
+            )
 
 
 @dataclass
@@ -95,7 +98,8 @@ class RatingData:
 def _first_batches(source: DataSource, n: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     if len(source) < batch_size:
         raise ConfigError(
-            f"{len(source)} images are fewer than one rating batch of {batch_size}", hint="use a smaller --batch-size"
+            f"{len(source)} images are fewer than one rating batch of {batch_size}",
+            hint="use a smaller --batch-size",
         )
     sampler = ShardSampler(len(source), batch_size, seed=seed)
     out = []
@@ -135,7 +139,8 @@ def _reset_bn(layer: nn.Module) -> None:
 
 
 def _mse(outs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
-    return float(sum(F.mse_loss(o.float(), t.float()) for o, t in zip(outs, targets)) / len(outs))
+    total = sum(F.mse_loss(o.float(), t.float()) for o, t in zip(outs, targets, strict=True))
+    return float(total / len(outs))
 
 
 @torch.no_grad()
@@ -151,7 +156,9 @@ def rate_cell_prefix(
     n_ops = len(cell.positions[0])
     out: dict[tuple[int, ...], float] = {}
 
-    def walk(level: int, calib: list[torch.Tensor], held: list[torch.Tensor], prefix: tuple[int, ...]) -> None:
+    def walk(
+        level: int, calib: list[torch.Tensor], held: list[torch.Tensor], prefix: tuple[int, ...]
+    ) -> None:
         ops = first_ops if (level == 0 and first_ops is not None) else range(n_ops)
         for k in ops:
             layer = cell.layer(level, k)
@@ -314,7 +321,12 @@ def rate_run(
     opts = desc["options"]
     data_spec = str(data) if data is not None else desc["data_spec"]
     mean, std = data_norm(teacher)
-    common = {"input_size": int(opts["input_size"]), "in_chans": int(opts.get("in_chans", 3)), "mean": mean, "std": std}
+    common = {
+        "input_size": int(opts["input_size"]),
+        "in_chans": int(opts.get("in_chans", 3)),
+        "mean": mean,
+        "std": std,
+    }
     calib_src = open_dataset(data_spec, split="train", **common)
     held_src = open_dataset(data_spec, split="val", **common)
     out_path = Path(out) if out is not None else rd.path / "ratings.json"

@@ -73,7 +73,9 @@ class Cell(nn.Module):
         chs = in_chs
         for i in range(depth):
             out = out_chs if i == depth - 1 else hidden_chs
-            self.positions.append(nn.ModuleList(make_layer(op, chs, out, stride if i == 0 else 1) for op in ops))
+            self.positions.append(
+                nn.ModuleList(make_layer(op, chs, out, stride if i == 0 else 1) for op in ops)
+            )
             chs = out
 
     def layer(self, position: int, op_index: int) -> nn.Module:
@@ -82,7 +84,7 @@ class Cell(nn.Module):
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         if len(path) != self.depth:
             raise ConfigError(f"path {tuple(path)} has {len(path)} layers, cell has {self.depth}")
-        for position, op_index in zip(self.positions, path):
+        for position, op_index in zip(self.positions, path, strict=False):
             x = position[op_index](x)
         return x
 
@@ -133,7 +135,8 @@ class Supernet(nn.Module):
         self.space = space
         self.stage_channels = tuple(int(c) for c in stage_channels)
         self.blocks = nn.ModuleList(
-            BlockSupernet(space, b, stage_channels[b], stage_channels[b + 1]) for b in range(len(space.blocks))
+            BlockSupernet(space, b, stage_channels[b], stage_channels[b + 1])
+            for b in range(len(space.blocks))
         )
 
     def block(self, b: int) -> BlockSupernet:
@@ -160,7 +163,9 @@ class PathSampler:
 
     def __post_init__(self) -> None:
         if self.mode not in SAMPLING:
-            raise ConfigError(f"unknown path sampling '{self.mode}'", hint=f"use one of {', '.join(SAMPLING)}")
+            raise ConfigError(
+                f"unknown path sampling '{self.mode}'", hint=f"use one of {', '.join(SAMPLING)}"
+            )
 
     def path(self, step: int, block: int, depth: int) -> tuple[int, ...]:
         if self.mode == "uniform":

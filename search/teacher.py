@@ -183,7 +183,9 @@ class Teacher(nn.Module):
         stages = []
         for i, t in enumerate(outs):
             if t.ndim != 4:
-                raise ConfigError(f"teacher {self.name} stage {i} is not a feature map (shape {tuple(t.shape)})")
+                raise ConfigError(
+                    f"teacher {self.name} stage {i} is not a feature map (shape {tuple(t.shape)})"
+                )
             nxt = [listed[j] for j in sorted(listed) if j >= i]
             if nxt:
                 reduction = int(nxt[0]["reduction"])
@@ -237,7 +239,7 @@ class Teacher(nn.Module):
                 f"stage map {m.stages} names stages the teacher {self.name} does not have "
                 f"(stages 0..{len(self.stages) - 1})"
             )
-        if any(b <= a for a, b in zip(m.stages, m.stages[1:])):
+        if any(b <= a for a, b in zip(m.stages, m.stages[1:], strict=False)):
             raise ConfigError(f"stage map {m.stages} must name increasing teacher stages")
         need = space_reductions(self.space)
         res = space_resolutions(self.space, self.input_size)

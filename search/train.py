@@ -93,7 +93,9 @@ class TrainConfig:
         if self.in_chans not in (1, 3):
             raise ConfigError(f"in-chans must be 1 or 3, got {self.in_chans}")
         if self.sampling not in SAMPLING:
-            raise ConfigError(f"unknown path sampling '{self.sampling}'", hint=f"use one of {', '.join(SAMPLING)}")
+            raise ConfigError(
+                f"unknown path sampling '{self.sampling}'", hint=f"use one of {', '.join(SAMPLING)}"
+            )
         if self.lr <= 0 or (self.block_lrs and any(v <= 0 for v in self.block_lrs)):
             raise ConfigError("learning rates must be positive")
         if self.max_steps is not None and self.max_steps < 1:
@@ -174,7 +176,9 @@ def build_optimizer(supernet: Supernet, config: TrainConfig) -> torch.optim.Opti
     try:
         return create_optimizer_v2(groups, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay)
     except (AssertionError, ValueError, KeyError) as e:
-        raise ConfigError(f"cannot create optimizer '{config.opt}': {e}", hint="use a timm optimizer name") from e
+        raise ConfigError(
+            f"cannot create optimizer '{config.opt}': {e}", hint="use a timm optimizer name"
+        ) from e
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, updates_per_epoch: int) -> Any:
@@ -254,7 +258,11 @@ def _resolve(
         if space_obj is None or teacher is None or data is None:
             raise ConfigError("a new run needs a space, a teacher and data")
         base = TrainConfig()
-        cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict({**base.to_dict(), **(config or {})})
+        cfg = (
+            config
+            if isinstance(config, TrainConfig)
+            else TrainConfig.from_dict({**base.to_dict(), **(config or {})})
+        )
         wts = str(teacher_weights) if teacher_weights is not None else None
         return space_obj, teacher, wts, str(data), cfg, stage_map, None
     desc = rd.read()
@@ -268,7 +276,10 @@ def _resolve(
     t = desc["teacher"]
     if teacher is not None and teacher != t["name"]:
         raise ConfigError(f"{rd.path} is a run with teacher {t['name']}, not {teacher}")
-    if data is not None and (str(data) if is_builtin(data) else str(Path(data).resolve())) != desc["data_spec"]:
+    if (
+        data is not None
+        and (str(data) if is_builtin(data) else str(Path(data).resolve())) != desc["data_spec"]
+    ):
         raise ConfigError(f"{rd.path} is a run on data {desc['data_spec']}, not {data}")
     recorded = TrainConfig.from_dict(desc["options"])
     if isinstance(config, TrainConfig):
@@ -329,9 +340,20 @@ def train_supernet(
         in_chans=cfg.in_chans,
         stage_map=smap,
     )
+    if desc is not None and teach.identity().get("weights_sha256") != desc["teacher"].get("weights_sha256"):
+        raise ConfigError(
+            f"the teacher weights {t_weights} are not those run {rd.path} was trained with (sha256 differs)",
+            hint="restore the original weights file",
+        )
     mean, std = data_norm(teach)
     source = open_dataset(
-        data_spec, split="train", input_size=cfg.input_size, in_chans=cfg.in_chans, limit=cfg.limit, mean=mean, std=std
+        data_spec,
+        split="train",
+        input_size=cfg.input_size,
+        in_chans=cfg.in_chans,
+        limit=cfg.limit,
+        mean=mean,
+        std=std,
     )
     if desc is not None and desc["data"] != source.identity:
         raise ConfigError(
@@ -341,7 +363,8 @@ def train_supernet(
     shards = world.size * cfg.accum_steps
     if cfg.batch_size % shards:
         raise ConfigError(
-            f"batch size {cfg.batch_size} does not split over {world.size} ranks x {cfg.accum_steps} accumulation steps"
+            f"batch size {cfg.batch_size} does not split over {world.size} ranks x "
+            f"{cfg.accum_steps} accumulation steps"
         )
     per_epoch = steps_per_epoch(len(source), cfg)
     n_total = total_steps(len(source), cfg)
@@ -442,10 +465,12 @@ def train_supernet(
                 with torch.autocast(dev.type, enabled=use_amp):
                     feats = teach.features(x)
                     passes += 1
-                    loss, per_block = block_losses(supernet, feats, sampler, step, normalize=cfg.normalize_loss)
+                    loss, per_block = block_losses(
+                        supernet, feats, sampler, step, normalize=cfg.normalize_loss
+                    )
                 loss = loss / cfg.accum_steps
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-                for acc, v in zip(losses_acc, per_block):
+                for acc, v in zip(losses_acc, per_block, strict=False):
                     acc += v / cfg.accum_steps
             distributed.average_gradients(params, world)
             if scaler is not None:
@@ -484,10 +509,8 @@ def train_supernet(
                 log.info("step %d/%d block losses %s", step, n_total, row["block_loss"])
             if on_step is not None:
                 on_step(step, last_losses)
-            if batch >= per_epoch or step == n_total:
-                break
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
+            if step % cfg.ckpt_every == 0 and batch < per_epoch and step < n_total:
+                checkpoint()  # (epoch ends and the end of the run checkpoint below)
         if step >= n_total:
             break
         checkpoint()  # end of epoch
@@ -513,12 +536,18 @@ def load_supernet(run_dir: str | Path, teacher: Teacher) -> tuple[Supernet, dict
     space = rd.space()
     state = rd.load_checkpoint(space)
     if state is None:
-        raise ConfigError(f"run {rd.path} has no checkpoint yet", hint="train it first (or let it reach a checkpoint)")
+        raise ConfigError(
+            f"run {rd.path} has no checkpoint yet", hint="train it first (or let it reach a checkpoint)"
+        )
     if not state.get("done"):
         log.warning("run %s is not finished (step %d); rating its last checkpoint", rd.path, state["step"])
     supernet = Supernet(space, teacher.stage_channels)
     supernet.load_state_dict(state["supernet"])
-    return supernet, {**desc, "checkpoint_step": int(state["step"]), "checkpoint_done": bool(state.get("done"))}
+    return supernet, {
+        **desc,
+        "checkpoint_step": int(state["step"]),
+        "checkpoint_done": bool(state.get("done")),
+    }
 
 
 def teacher_of_run(run_dir: str | Path, *, device: str | None = None) -> Teacher:
