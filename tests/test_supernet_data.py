@@ -53,7 +53,7 @@ def test_truncated_idx_is_a_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="truncated"):
         open_dataset("builtin", split="val")
     monkeypatch.setenv("DNA_ZOO_FASHION_MNIST", str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="missing.*hint: run scripts/setup.sh"):
+    with pytest.raises(DataError, match=r"missing.*hint: run scripts/setup.sh"):
         open_dataset("builtin", split="train")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import timm
 import torch
@@ -59,7 +58,7 @@ def test_stage_map_override_is_validated():
     model = timm.create_model("mobilenetv2_050")
     t = Teacher(model, small_space(), input_size=32, stage_map="1,2,3,4,5,6,7")
     assert t.stage_map.stages == (1, 2, 3, 4, 5, 6, 7)
-    with pytest.raises(ConfigError, match="block 0 needs reduction 4 .* teacher stage 1 has reduction 2"):
+    with pytest.raises(ConfigError, match=r"block 0 needs reduction 4 .* teacher stage 1 has reduction 2"):
         Teacher(model, small_space(), input_size=32, stage_map="0,1,2,3,5,6,7")
     with pytest.raises(ConfigError, match="increasing"):
         Teacher(model, small_space(), input_size=32, stage_map="1,2,3,5,4,6,7")
