@@ -13,6 +13,11 @@ from dna_zoo.search.teacher import StageMap, Teacher, load_teacher, space_reduct
 from dna_zoo.weights import save_safetensors
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # tiny tensors; 2 threads spin-wait on a loaded shared CPU
+
+
 def test_b7_mapping_is_the_papers():
     """The paper: student block i imitates EfficientNet-B7 stage i+1 (48, 80, ... 640 channels)."""
     t = Teacher(timm.create_model("tf_efficientnet_b7"), paper_space(), input_size=32, name="b7")
