@@ -224,7 +224,7 @@ def block_losses(
     ``feats`` are the teacher's block inputs/targets (``feats[b]`` -> block b ->
     ``feats[b + 1]``); with ``blocks`` only those blocks train.
     """
-    total = torch.zeros((), device=feats[0].device)
+    total = torch.zeros((), device=next(f for f in feats if f is not None).device)
     per_block = []
     for b in blocks if blocks is not None else range(len(supernet.blocks)):
         block = supernet.block(b)
