@@ -329,6 +329,10 @@ def rate_run(
     }
     calib_src = open_dataset(data_spec, split="train", **common)
     held_src = open_dataset(data_spec, split="val", **common)
+    if held_src.identity.get("files_sha256") and held_src.identity["files_sha256"] == calib_src.identity.get(
+        "files_sha256"
+    ):
+        log.warning("%s has no separate validation split: rating on training images", data_spec)
     out_path = Path(out) if out is not None else rd.path / "ratings.json"
     if out_path.exists() and out_path.is_dir():
         raise ConfigError(f"--out {out_path} is a folder", hint="give a file name such as ratings.json")

@@ -166,7 +166,7 @@ def train_teacher(
             opt.step()
             step += 1
             sched.step_update(step)
-        log.info("teacher epoch %d: loss %.4f", epoch + 1, float(loss))
+        log.info("teacher epoch %d: loss %.4f", epoch + 1, float(loss.detach()))
     acc = evaluate(net, test)
     seconds = time.perf_counter() - t0
     save_safetensors(

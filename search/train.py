@@ -294,6 +294,8 @@ def _resolve(
         )
     wts = t.get("weights")
     wts = None if (wts is None or str(wts).startswith("timm-pretrained:")) else wts
+    if teacher_weights is not None and str(Path(teacher_weights).resolve()) != wts:
+        raise ConfigError(f"{rd.path} is a run with teacher weights {wts}, not {teacher_weights}")
     return run_space, t["name"], wts, desc["data_spec"], cfg, t["stage_map"], desc
 
 

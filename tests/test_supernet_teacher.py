@@ -87,3 +87,30 @@ def test_load_teacher_local_weights_and_bad_names(tmp_path):
         load_teacher("mobilenetv2_050", small_space(), weights=tmp_path / "missing.safetensors")
     with pytest.raises(WeightsError):
         load_teacher("resnet18", small_space(), weights=wpath)  # weights of another model
+
+
+def test_demo_teacher_is_trained_saved_and_cached(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dna_zoo.cli.main import app
+    from dna_zoo.search.data import fashion_mnist_dir
+    from dna_zoo.search.teacher_train import train_teacher
+
+    if not (fashion_mnist_dir() / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed (scripts/setup.sh installs Debian's dataset-fashion-mnist)")
+    monkeypatch.setenv("DNA_ZOO_CACHE", str(tmp_path / "cache"))
+    kw = {"epochs": 1, "batch_size": 32, "limit": 128, "eval_limit": 64}
+    res = train_teacher("mobilenetv2_050", **kw)
+    assert not res.cached and res.path.is_file() and res.path.parent == tmp_path / "cache" / "teachers"
+    assert 0.0 <= res.accuracy <= 1.0
+    again = train_teacher("mobilenetv2_050", **kw)
+    assert again.cached and again.path == res.path and again.accuracy == pytest.approx(res.accuracy, abs=1e-4)
+    # the weights load as a teacher (classifier size read from the file)
+    t = load_teacher("mobilenetv2_050", small_space(), weights=res.path)
+    assert t.model.get_classifier().out_features == 10
+    out = CliRunner().invoke(
+        app, ["supernet", "teacher", "--model", "mobilenetv2_050", "--out", str(res.path)]
+    )
+    assert out.exit_code == 1 and "already exists" in out.output
+    out = CliRunner().invoke(app, ["supernet", "teacher", "--data", str(tmp_path)])
+    assert out.exit_code == 1 and "built-in data only" in out.output
