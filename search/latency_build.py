@@ -224,26 +224,11 @@ def _Head(net):
     return Head()
 
 
-def copies_module(item: Item, spec: TableSpec, k: int):
-    """``k`` independent copies of an item, each on its own input, in one module."""
-    import torch.nn as nn
-
-    class Copies(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.parts = nn.ModuleList(item_module(item, spec) for _ in range(k))
-
-        def forward(self, *xs):
-            return tuple(p(x) for p, x in zip(self.parts, xs, strict=True))
-
-    return Copies().eval()
-
-
-def item_inputs(item: Item, spec: TableSpec, k: int, seed: int = 0) -> list:
+def item_inputs(item: Item, spec: TableSpec, seed: int = 0) -> list:
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(spec.batch, item.in_chs, item.in_res, item.in_res, generator=g) for _ in range(k)]
+    return [torch.randn(spec.batch, item.in_chs, item.in_res, item.in_res, generator=g)]
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -260,9 +245,10 @@ def measure_item(
     import torch
 
     timing = timing or TimingConfig()
-    torch.manual_seed(hash(item.key) & 0xFFFF)
-    run_1 = runtime.prepare(copies_module(item, spec, 1), item_inputs(item, spec, 1), workdir, "one")
-    run_k = runtime.prepare(copies_module(item, spec, copies), item_inputs(item, spec, copies), workdir, "k")
+    torch.manual_seed(0)
+    run_1, run_k = runtime.prepare_copies(
+        item_module(item, spec).eval(), item_inputs(item, spec), workdir, "item", (1, copies)
+    )
 
     def marginals(rounds: list[list[float]]) -> list[float]:
         return [(r[1] - r[0]) / (copies - 1) for r in rounds]

@@ -66,27 +66,97 @@ class Runtime(ABC):
     def prepare(self, module, inputs: Sequence, workdir: Path, tag: str) -> Runner:
         """A callable that runs ``module(*inputs)`` once on this runtime and waits for it."""
 
+    def prepare_copies(
+        self, module, inputs: Sequence, workdir: Path, tag: str, counts: Sequence[int]
+    ) -> list[Runner]:
+        """Runners of models holding ``k`` copies of ``module`` side by side, each copy on its
+        own inputs, one runner per ``k`` in ``counts`` (for marginal costs)."""
+        import copy
+
+        import torch
+
+        out = []
+        for k in counts:
+            parts = [module] + [copy.deepcopy(module) for _ in range(k - 1)]
+            xs = [x if c == 0 else torch.randn_like(x) for c in range(k) for x in inputs]
+            out.append(self.prepare(_Copies(parts, len(inputs)), xs, workdir, f"{tag}_k{k}"))
+        return out
+
     def describe_options(self) -> dict:
         o = self.options
         return {"threads": o.threads, "pin_threads": o.pin_threads, "precision": o.precision}
 
 
+def _Copies(parts, n_inputs: int):
+    import torch.nn as nn
+
+    class Copies(nn.Module):
+        """Independent modules side by side: copy ``c`` takes inputs ``c*n .. c*n+n-1``."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts = nn.ModuleList(parts)
+
+        def forward(self, *xs):
+            return tuple(p(*xs[c * n_inputs : (c + 1) * n_inputs]) for c, p in enumerate(self.parts))
+
+    return Copies().eval()
+
+
+class OnnxRuntimeBase(Runtime):
+    """Runtimes that run the exported ONNX model; copies are made in the ONNX graph (one export)."""
+
+    @abstractmethod
+    def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner: ...
+
+    def prepare(self, module, inputs: Sequence, workdir: Path, tag: str) -> Runner:
+        return self.prepare_onnx(export_onnx(module, inputs, workdir / f"{tag}.onnx"), inputs)
+
+    def prepare_copies(
+        self, module, inputs: Sequence, workdir: Path, tag: str, counts: Sequence[int]
+    ) -> list[Runner]:
+        import torch
+
+        one = export_onnx(module, inputs, workdir / f"{tag}.onnx")
+        out = []
+        for k in counts:
+            path = one if k == 1 else replicate_onnx(one, k, workdir / f"{tag}_k{k}.onnx")
+            xs = [x if c == 0 else torch.randn_like(x) for c in range(k) for x in inputs]
+            out.append(self.prepare_onnx(path, xs))
+        return out
+
+
+def replicate_onnx(src: Path, k: int, dst: Path) -> Path:
+    """``k`` renamed copies of an ONNX graph side by side in one model (own inputs, outputs, weights)."""
+    import onnx
+    from onnx import compose, helper
+
+    m = onnx.load(str(src))
+    parts = [compose.add_prefix(m, f"c{i}_") for i in range(k)]
+    graph = helper.make_graph(
+        nodes=[n for p in parts for n in p.graph.node],
+        name="copies",
+        inputs=[x for p in parts for x in p.graph.input],
+        outputs=[y for p in parts for y in p.graph.output],
+        initializer=[t for p in parts for t in p.graph.initializer],
+        value_info=[v for p in parts for v in p.graph.value_info],
+    )
+    model = helper.make_model(graph, opset_imports=m.opset_import, ir_version=m.ir_version)
+    onnx.save(model, str(dst))
+    return dst
+
+
 def export_onnx(module, inputs: Sequence, path: Path, *, opset: int = 17) -> Path:
-    """Export ``module(*inputs) -> tuple`` to ONNX as the export toolchain does (opset 17)."""
+    """Export ``module(*inputs)`` to ONNX as the export toolchain does (opset 17, constant folding)."""
     import torch
 
     module.eval()
-    names_in = [f"x{i}" for i in range(len(inputs))]
-    with torch.no_grad():
-        out = module(*inputs)
-    n_out = len(out) if isinstance(out, (tuple, list)) else 1
     try:
         torch.onnx.export(
             module,
             tuple(inputs),
             str(path),
-            input_names=names_in,
-            output_names=[f"y{i}" for i in range(n_out)],
+            input_names=[f"x{i}" for i in range(len(inputs))],
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -96,7 +166,7 @@ def export_onnx(module, inputs: Sequence, path: Path, *, opset: int = 17) -> Pat
     return path
 
 
-class OnnxRuntimeCPU(Runtime):
+class OnnxRuntimeCPU(OnnxRuntimeBase):
     name = "onnxruntime"
     package = "onnxruntime"
     precisions = ("fp32",)
@@ -130,25 +200,21 @@ class OnnxRuntimeCPU(Runtime):
                 so.add_session_config_entry("session.intra_op_thread_affinities", aff)
         return so
 
-    def prepare(self, module, inputs: Sequence, workdir: Path, tag: str) -> Runner:
+    def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner:
         import numpy as np
         import onnxruntime as ort
-        import torch
 
-        path = export_onnx(module, inputs, workdir / f"{tag}.onnx")
-        with torch.no_grad():
-            outs = module(*inputs)
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         sess = ort.InferenceSession(str(path), self.session_options(), providers=["CPUExecutionProvider"])
         binding = sess.io_binding()
         keep = []  # the OrtValues must outlive the binding
-        for i, x in enumerate(inputs):
+        for meta, x in zip(sess.get_inputs(), inputs, strict=True):
             v = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x.numpy()))
-            binding.bind_ortvalue_input(f"x{i}", v)
+            binding.bind_ortvalue_input(meta.name, v)
             keep.append(v)
-        for i, y in enumerate(outs):
-            v = ort.OrtValue.ortvalue_from_numpy(np.empty(tuple(y.shape), dtype=np.float32))
-            binding.bind_ortvalue_output(f"y{i}", v)
+        for meta in sess.get_outputs():
+            # preallocated outputs: the run writes into them, nothing is allocated or copied
+            v = ort.OrtValue.ortvalue_from_numpy(np.empty(tuple(meta.shape), dtype=np.float32))
+            binding.bind_ortvalue_output(meta.name, v)
             keep.append(v)
 
         def run(sess=sess, binding=binding, keep=keep) -> None:
@@ -208,7 +274,7 @@ class TorchEagerGPU(TorchEager):
             raise ConfigError("torch has no usable CUDA device here", hint="use --device cpu")
 
 
-class TensorRT(Runtime):
+class TensorRT(OnnxRuntimeBase):
     """TensorRT engines built from ONNX (NVIDIA's documented Python API, TensorRT 10)."""
 
     name = "tensorrt"
@@ -227,11 +293,10 @@ class TensorRT(Runtime):
         if not torch.cuda.is_available():
             raise ConfigError("TensorRT needs an NVIDIA GPU with CUDA, and none is usable here")
 
-    def prepare(self, module, inputs: Sequence, workdir: Path, tag: str) -> Runner:
+    def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner:
         import torch
 
         trt = require("tensorrt", extra="trt", purpose="TensorRT latency tables")
-        path = export_onnx(module, inputs, workdir / f"{tag}.onnx")
         log = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(log)
         network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
@@ -250,14 +315,13 @@ class TensorRT(Runtime):
         context = engine.create_execution_context()
         dev = torch.device("cuda", self.options.device_index)
         buffers = {}
-        feeds = {f"x{i}": x for i, x in enumerate(inputs)}
+        feeds = iter(inputs)
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            shape = tuple(engine.get_tensor_shape(name))
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                t = feeds[name].to(dev, torch.float32).contiguous()
+                t = next(feeds).to(dev, torch.float32).contiguous()
             else:
-                t = torch.empty(shape, device=dev, dtype=torch.float32)
+                t = torch.empty(tuple(engine.get_tensor_shape(name)), device=dev, dtype=torch.float32)
             buffers[name] = t
             context.set_tensor_address(name, t.data_ptr())
         stream = torch.cuda.Stream(device=dev)
