@@ -48,6 +48,7 @@ class DeviceProfile:
     memory_bandwidth_gbs: float | None = None
     launch_overhead_us: float | None = None
     board_match: tuple[str, ...] = ()
+    cpu_part_match: tuple[str, ...] = ()
     source: str = ""
     notes: str = ""
 
@@ -116,6 +117,7 @@ def _load_profiles() -> dict[str, DeviceProfile]:
             memory_bandwidth_gbs=d.get("memory_bandwidth_gbs"),
             launch_overhead_us=d.get("launch_overhead_us"),
             board_match=tuple(d.get("board_match", ())),
+            cpu_part_match=tuple(p.lower() for p in d.get("cpu_part_match", ())),
             source=d.get("source", ""),
             notes=d.get("notes", ""),
         )
@@ -162,6 +164,15 @@ def read_board() -> str | None:
             return f.read().rstrip(b"\0").decode(errors="replace").strip() or None
     except OSError:
         return None
+
+
+def cpu_parts() -> set[str]:
+    """Arm CPU part numbers in /proc/cpuinfo (e.g. 0xd0b = Cortex-A76); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {line.split(":", 1)[1].strip().lower() for line in f if line.startswith("CPU part")}
+    except OSError:
+        return set()
 
 
 def cpu_model() -> str:
@@ -229,6 +240,14 @@ def identify(profile: DeviceProfile) -> DeviceIdentity:
             )
         g = gpus[0]
         return DeviceIdentity("gpu", f"{g['name']} (compute capability {g['compute_capability']})", g)
+    parts = cpu_parts()
+    if profile.cpu_part_match and parts & set(profile.cpu_part_match):
+        model = cpu_model()
+        return DeviceIdentity(
+            profile.name,
+            f"{model} (CPU parts {', '.join(sorted(parts))}, {platform.machine()})",
+            {"cpu_model": model, "cpu_parts": sorted(parts), "machine": platform.machine()},
+        )
     board = read_board()
     if board and any(m.lower() in board.lower() for m in profile.board_match):
         return DeviceIdentity(profile.name, board, {"board": board, "machine": platform.machine()})

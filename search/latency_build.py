@@ -183,7 +183,7 @@ def _efficientnet(stem_size: int, layers: Sequence[Layer], *, num_features: int,
 
 
 def item_module(item: Item, spec: TableSpec):
-    """A fresh torch module computing one item (new random weights each call)."""
+    """A torch module computing one item, built by timm exactly as in a DNA network."""
     import torch.nn as nn
 
     if item.kind == "layer":
@@ -199,11 +199,11 @@ def item_module(item: Item, spec: TableSpec):
         net = _efficientnet(
             item.in_chs, [Layer(Op("ds", 3, 1, 0.0), item.in_chs)], num_features=item.out_chs, spec=spec
         )
-        return _Head(net)
+        return _head_module(net)
     raise ValueError(item.kind)
 
 
-def _Head(net):
+def _head_module(net):
     import torch.nn as nn
 
     class Head(nn.Module):

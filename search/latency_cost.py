@@ -87,4 +87,5 @@ def latency_cost_model(
         from dna_zoo.search.latency_estimate import estimate_table
 
         found = estimate_table(space, spec, include_published=False)
+        logger.warning(found.method["warning"])
     return LatencyCost(space, found)

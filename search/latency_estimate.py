@@ -156,7 +156,6 @@ def estimate_table(
         it.key: Entry(item_ms(it, roof, batch=spec.batch, num_classes=spec.num_classes), 0.0, 0, ESTIMATED)
         for it in items
     }
-    logger.warning(estimate_warning(spec))
     return LatencyTable(
         spec=spec,
         device_identity={

@@ -212,10 +212,13 @@ class LatencyTable:
     @property
     def source(self) -> str:
         """One line saying where the figures come from (shown next to them)."""
-        kind = ESTIMATED if self.estimated else MEASURED
         how = self.method.get("kind", "")
         dev = self.device_identity.get("description") or self.spec.device
-        return f"{kind} ({how}): {self.spec.runtime} {self.runtime_version} {self.spec.precision} on {dev}"
+        if self.estimated:
+            return f"{ESTIMATED} ({how} from specs): {self.spec.runtime} {self.spec.precision} on {dev}"
+        return (
+            f"{MEASURED} ({how}): {self.spec.runtime} {self.runtime_version} {self.spec.precision} on {dev}"
+        )
 
     # --- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
