@@ -13,6 +13,7 @@ import typer
 
 import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import latency as latency_cmd
 from dna_zoo.cli import supernet as supernet_cmd
 from dna_zoo.cli import zoo as zoo_cmd
 from dna_zoo.cli.common import DnaGroup
@@ -52,6 +53,7 @@ app.command("models")(zoo_cmd.models)
 app.command("info")(zoo_cmd.info)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(supernet_cmd.app, name="supernet")
+app.add_typer(latency_cmd.app, name="latency")
 
 
 def main() -> None:
