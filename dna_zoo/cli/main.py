@@ -13,6 +13,7 @@ import typer
 
 import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import hub as hub_cmd
 from dna_zoo.cli import zoo as zoo_cmd
 from dna_zoo.cli.common import DnaGroup
 
@@ -50,6 +51,7 @@ def _root(
 app.command("models")(zoo_cmd.models)
 app.command("info")(zoo_cmd.info)
 app.command("demo")(demo_cmd.demo)
+app.add_typer(hub_cmd.app, name="hub")
 
 
 def main() -> None:
