@@ -136,7 +136,8 @@ def find_artifacts(folder: str | Path) -> list[LocalArtifact]:
         digest = sha256_file(path)
         if digest != manifest["sha256"]:
             raise DataError(
-                f"{path} does not match its manifest (sha256 {digest[:12]}… != {str(manifest['sha256'])[:12]}…)",
+                f"{path} does not match its manifest "
+                f"(sha256 {digest[:12]}… != {str(manifest['sha256'])[:12]}…)",
                 hint="the artifact changed after export; export it again",
             )
         extra = []

@@ -142,9 +142,9 @@ def _sections(info: CardInfo) -> list[str]:
     if info.searched:
         out += [
             "A network found by DNA (*Block-wisely Supervised Neural Architecture Search with Knowledge "
-            "Distillation*, Li et al., CVPR 2020), published with [dna-zoo](https://github.com/changlin31/DNA). "
-            "It is timm's own `EfficientNet` built from the architecture strings below; `config.json` holds "
-            "the architecture encoding in `model_args`, so timm rebuilds it through the `dna_net` entry point.",
+            "Distillation*, Li et al., CVPR 2020, arXiv:1911.13053), published with dna-zoo. It is timm's "
+            "own `EfficientNet` built from the architecture strings below; `config.json` holds the "
+            "architecture encoding in `model_args`, so timm rebuilds it through the `dna_net` entry point.",
         ]
     else:
         out += [
@@ -160,8 +160,10 @@ def _sections(info: CardInfo) -> list[str]:
         f"| classes | {info.num_classes} |",
         f"| input size | 3x{info.input_size}x{info.input_size} |",
         f"| params | {info.params:,} ({info.params / 1e6:.2f}M) |",
-        f"| MACs, conv+linear | {info.cost.macs_as('conv_linear'):,} ({info.cost.macs_as('conv_linear') / 1e6:.0f}M) |",
-        f"| MACs, all | {info.cost.macs_as('all'):,} ({info.cost.macs_as('all') / 1e6:.0f}M) |",
+        *(
+            f"| MACs, {label} | {info.cost.macs_as(conv):,} ({info.cost.macs_as(conv) / 1e6:.0f}M) |"
+            for label, conv in (("conv+linear", "conv_linear"), ("all", "all"))
+        ),
     ]
     if info.accuracy:
         acc = info.accuracy
@@ -191,11 +193,13 @@ def _latency_section(latency: tuple[Latency, ...]) -> list[str]:
     for lat in latency:
         note = f" ({lat.note})" if lat.note else ""
         out.append(
-            f"| {lat.device} | {lat.runtime} | {lat.precision} | {lat.batch} | {lat.ms:.2f} | {lat.source}{note} |"
+            f"| {lat.device} | {lat.runtime} | {lat.precision} | {lat.batch} | {lat.ms:.2f} "
+            f"| {lat.source}{note} |"
         )
     out += [
         "",
-        "*measured*: timed on the device; *estimated*: predicted, e.g. summed from a per-layer latency table.",
+        "*measured*: timed on the device; *estimated*: predicted, e.g. summed from a per-layer "
+        "latency table.",
         "",
     ]
     return out

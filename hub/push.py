@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
 DEFAULT_LICENSE = "apache-2.0"
+MAC_CONVENTION = "conv_linear = multiply-adds of convs and linears; all = plus BN/activation elements"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class PushResult:
             "params": self.params,
             "macs_conv_linear": self.macs_conv_linear,
             "macs_all": self.macs_all,
-            "mac_convention": "conv_linear = multiply-adds of convs and linears; all = plus BN/activation elements",
+            "mac_convention": MAC_CONVENTION,
         }
 
 
@@ -106,6 +107,18 @@ def _accuracy(result: dict[str, Any], name: str | None, num_classes: int) -> dic
             "source": "published in the DNA paper for the authors' weights, not re-measured here",
         }
     return None
+
+
+def _input_size(result: dict[str, Any]) -> int:
+    """The resolution the figures are for: the search's input size, else ImageNet's 224."""
+    value = result.get("input_size", 224)
+    if isinstance(value, (list, tuple)) and value:
+        value = value[-1]
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        return 224
+    return size if size > 0 else 224
 
 
 def _datasets(result: dict[str, Any], datasets: Sequence[str], published: bool, num_classes: int) -> tuple:
@@ -198,7 +211,8 @@ def prepare_folder(
                 files[repo_path] = target
         else:
             num_classes = int(model.num_classes)
-            cost = encoding_cost(src.arch, num_classes=num_classes)
+            input_size = _input_size(result)
+            cost = encoding_cost(src.arch, input_size=input_size, num_classes=num_classes)
             registered = None
             cfg = default_cfgs.get(spec) if published else None
             if cfg is not None and cfg.default.hf_hub_id == repo_id and num_classes == 1000:
@@ -210,7 +224,7 @@ def prepare_folder(
                 architecture=src.timm_name,
                 searched=not published,
                 num_classes=num_classes,
-                input_size=224,
+                input_size=input_size,
                 params=count_params(model),
                 cost=cost,
                 license=license or DEFAULT_LICENSE,

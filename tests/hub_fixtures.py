@@ -33,7 +33,9 @@ def client_env(mp: pytest.MonkeyPatch, endpoint: str, home: Path, *, offline: bo
     mp.setenv("HF_HOME", str(home))
     mp.setenv("HF_HUB_CACHE", str(home / "hub"))
     mp.setattr(constants, "ENDPOINT", endpoint)
-    mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    mp.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     mp.setattr(constants, "HF_HOME", str(home))
     mp.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     mp.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))

@@ -152,7 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         body = self._body() if method in ("POST", "PUT") else b""
         with self.state.lock:
-            self.state.requests.append(Recorded(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.state.requests.append(
+                Recorded(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
         status = self.state.take_fault(method, path)
         if status is not None:
             self._error(status, f"injected fault {status}", head=method == "HEAD")
@@ -411,7 +413,9 @@ class HubServer:
         self.state = HubState(tokens or {})
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.state = self.state
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="hub-server", daemon=True
+        )
 
     @property
     def endpoint(self) -> str:

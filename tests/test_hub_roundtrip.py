@@ -25,7 +25,6 @@ from hub_fixtures import (
     random_weights,
     reference_output,
     tiny_encoding,
-    use_cache,
     write_search_result,
 )
 from hub_server import HubServer
@@ -73,7 +72,17 @@ def hub(tmp_path_factory):
         outputs = []
         for args in (
             ["hub", "push", "dna_b", "--weights", str(dna_b_w), "--repo", DNA_B_REPO],
-            ["hub", "push", str(result), "--weights", str(net_w), "--repo", NET_REPO, "--artifacts", str(arts)],
+            [
+                "hub",
+                "push",
+                str(result),
+                "--weights",
+                str(net_w),
+                "--repo",
+                NET_REPO,
+                "--artifacts",
+                str(arts),
+            ],
         ):
             r = runner.invoke(app, ["--debug", *args])
             assert r.exit_code == 0, r.output
@@ -103,6 +112,13 @@ def hub(tmp_path_factory):
 def fresh_cache(hub, tmp_path, monkeypatch):
     client_env(monkeypatch, hub["server"].endpoint, tmp_path / "hf")
     return tmp_path / "hf" / "hub"
+
+
+def net_push(hub, *extra: str) -> list[str]:
+    return [
+        "hub", "push", str(hub["result"]), "--weights", str(hub["net_w"]), "--repo", NET_REPO,
+        "--artifacts", str(hub["artifacts"]), *extra,
+    ]  # fmt: skip
 
 
 def test_push_created_a_timm_repo(hub):
@@ -148,8 +164,7 @@ def test_repush_without_change_makes_no_commit(hub):
     before = {r: server.state.n_commits(r) for r in (DNA_B_REPO, NET_REPO)}
     r = runner.invoke(
         app,
-        ["hub", "push", str(hub["result"]), "--weights", str(hub["net_w"]), "--repo", NET_REPO]
-        + ["--artifacts", str(hub["artifacts"]), "--json"],
+        net_push(hub, "--json"),
     )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
@@ -166,8 +181,7 @@ def test_dry_run_writes_the_exact_folder_and_uploads_nothing(hub, tmp_path):
     out = tmp_path / "dry"
     r = runner.invoke(
         app,
-        ["hub", "push", str(hub["result"]), "--weights", str(hub["net_w"]), "--repo", NET_REPO]
-        + ["--artifacts", str(hub["artifacts"]), "--dry-run", "--out", str(out), "--json"],
+        net_push(hub, "--dry-run", "--out", str(out), "--json"),
     )
     assert r.exit_code == 0, r.output
     assert len(server.state.requests) == n_requests  # nothing was sent
@@ -179,8 +193,19 @@ def test_dry_run_writes_the_exact_folder_and_uploads_nothing(hub, tmp_path):
     assert "onnx/model.onnx.manifest.json" in local
     # a second dry run refuses to overwrite
     r = runner.invoke(
-        app, ["hub", "push", "dna_b", "--weights", str(hub["dna_b_w"]), "--repo", DNA_B_REPO]
-        + ["--dry-run", "--out", str(out)]
+        app,
+        [
+            "hub",
+            "push",
+            "dna_b",
+            "--weights",
+            str(hub["dna_b_w"]),
+            "--repo",
+            DNA_B_REPO,
+            "--dry-run",
+            "--out",
+            str(out),
+        ],
     )
     assert r.exit_code == 1 and "already exists" in r.output
 
@@ -208,7 +233,9 @@ def test_card_says_what_the_issue_asks(hub):
 def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
     import onnxruntime as ort
 
-    r = runner.invoke(app, ["hub", "pull", NET_REPO, "--artifact", "onnx", "--out", str(tmp_path / "o"), "--json"])
+    r = runner.invoke(
+        app, ["hub", "pull", NET_REPO, "--artifact", "onnx", "--out", str(tmp_path / "o"), "--json"]
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     (art,) = data["artifacts"]
@@ -223,13 +250,28 @@ def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
 
 def test_pull_engine_only_for_its_tensorrt_and_gpu(hub, fresh_cache):
     r = runner.invoke(
-        app, ["hub", "pull", NET_REPO, "--artifact", "trt", "--trt-version", "10.3.0", "--gpu", ENGINE_GPU, "--json"]
+        app,
+        [
+            "hub",
+            "pull",
+            NET_REPO,
+            "--artifact",
+            "trt",
+            "--trt-version",
+            "10.3.0",
+            "--gpu",
+            ENGINE_GPU,
+            "--json",
+        ],
     )
     assert r.exit_code == 0, r.output
     (art,) = json.loads(r.stdout)["artifacts"]
     assert art["path"].endswith("trt/10.3.0/nvidia-jetson-agx-orin/model.engine")
     for opts, why in (
-        (["--trt-version", "10.3.0", "--gpu", "NVIDIA A100-SXM4-80GB"], "TensorRT 10.3.0 on nvidia-jetson-agx-orin"),
+        (
+            ["--trt-version", "10.3.0", "--gpu", "NVIDIA A100-SXM4-80GB"],
+            "TensorRT 10.3.0 on nvidia-jetson-agx-orin",
+        ),
         (["--trt-version", "8.6.1", "--gpu", ENGINE_GPU], "TensorRT 10.3.0 on nvidia-jetson-agx-orin"),
     ):
         r = runner.invoke(app, ["hub", "pull", NET_REPO, "--artifact", "trt", *opts])
@@ -251,7 +293,7 @@ def test_engine_with_a_mismatching_manifest_is_refused():
 
     manifest = {"trt": {"version": "10.3.0", "gpu": ENGINE_GPU, "compute_capability": [8, 7]}}
     check_engine(manifest, TrtTarget("10.3.0", ENGINE_GPU, "8.7"))
-    with pytest.raises(EngineMismatchError, match="compute capability 8.7 != 9.0"):
+    with pytest.raises(EngineMismatchError, match=r"compute capability 8\.7 != 9\.0"):
         check_engine(manifest, TrtTarget("10.3.0", ENGINE_GPU, "9.0"))
 
 
@@ -294,7 +336,9 @@ def test_offline_load_from_warm_cache_in_a_fresh_process(hub, tmp_path):
         HF_ENDPOINT="http://127.0.0.1:9",  # nothing listens there
         HF_HUB_DISABLE_TELEMETRY="1",
     )
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     outs = torch.load(tmp_path / "out.pt")
     torch.testing.assert_close(outs["a"], reference_output("dna_b", hub["dna_b_w"], hub["x"]), rtol=0, atol=0)
@@ -308,8 +352,7 @@ def test_token_never_written_or_logged(hub, tmp_path):
     out = tmp_path / "dry"
     r = runner.invoke(
         app,
-        ["hub", "push", str(hub["result"]), "--weights", str(hub["net_w"]), "--repo", NET_REPO]
-        + ["--artifacts", str(hub["artifacts"]), "--dry-run", "--out", str(out)],
+        net_push(hub, "--dry-run", "--out", str(out)),
     )
     assert r.exit_code == 0
     roots = [out, hub["tmp"] / "hf_push", tmp_path]

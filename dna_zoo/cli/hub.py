@@ -15,6 +15,20 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _hub_logging() -> None:
+    """Send huggingface_hub's log records through dna's logging (one format; --debug shows them)."""
+    import logging
+
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_root = hf_logging.get_logger()
+    for handler in list(hf_root.handlers):
+        if type(handler) is logging.StreamHandler:  # the library's default stderr handler
+            hf_root.removeHandler(handler)
+    hf_logging.enable_propagation()
+
+
 def _quiet_hub(quiet: bool) -> None:
     if quiet:
         from huggingface_hub.utils import disable_progress_bars
