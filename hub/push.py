@@ -59,6 +59,7 @@ class PushResult:
     commit: str | None = None
     committed: bool = False  # False: the repo already held exactly these files
     artifacts: tuple[str, ...] = field(default=())
+    deleted: tuple[str, ...] = field(default=())  # stale artifacts of earlier weights, removed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class PushResult:
             "committed": self.committed,
             "files": list(self.files),
             "artifacts": list(self.artifacts),
+            "deleted": list(self.deleted),
             "params": self.params,
             "macs_conv_linear": self.macs_conv_linear,
             "macs_all": self.macs_all,
@@ -283,6 +285,93 @@ def _refuse_token_in(folder: Path) -> None:
             )
 
 
+@dataclass(frozen=True)
+class RemoteState:
+    """What the repo already holds that matters for this push."""
+
+    exists: bool = False
+    same_weights: bool = False
+    kept: tuple[dict[str, Any], ...] = ()  # earlier artifacts of these weights, for the card
+    stale: tuple[str, ...] = ()  # artifact files of other weights: deleted in the same commit
+
+
+def _local_matches(entry: Any, path: Path) -> bool:
+    """Whether a remote tree entry holds exactly the bytes of a local file."""
+    from huggingface_hub.utils.sha import git_hash
+
+    from dna_zoo.weights import sha256_file
+
+    if entry.lfs is not None:
+        return entry.lfs.sha256 == sha256_file(path)
+    return entry.blob_id == git_hash(path.read_bytes())
+
+
+def remote_state(hf: Any, repo_id: str, prepared: PreparedRepo, revision: str | None = None) -> RemoteState:
+    """Compare the repo with the prepared folder.
+
+    Artifacts live in subfolders. When the repo's ``model.safetensors`` equals the one being
+    pushed, artifacts pushed earlier (e.g. an engine built on another GPU) stay and are
+    listed in the card; when the weights change, artifacts that this push does not replace
+    were made from other weights, so they are deleted in the same commit.
+    """
+    from huggingface_hub import RepoFile, hf_hub_download
+
+    from dna_zoo.hub.artifacts import MANIFEST_SUFFIX, validate_manifest
+
+    entries = {
+        e.path: e
+        for e in hf.list_repo_tree(repo_id, recursive=True, revision=revision, repo_type="model")
+        if isinstance(e, RepoFile)
+    }
+    ours = set(prepared.files)
+    weights = entries.get(WEIGHTS_NAME)
+    same = weights is not None and _local_matches(weights, prepared.folder / WEIGHTS_NAME)
+    others = sorted(p for p in entries if "/" in p and p not in ours)
+    if not same:
+        return RemoteState(exists=True, same_weights=False, stale=tuple(others))
+    kept = []
+    for mpath in (p for p in others if p.endswith(MANIFEST_SUFFIX)):
+        file_path = mpath[: -len(MANIFEST_SUFFIX)]
+        if file_path not in entries:
+            continue
+        local = hf_hub_download(repo_id, mpath, revision=revision, repo_type="model")
+        try:
+            manifest = validate_manifest(json.loads(Path(local).read_text()), f"{repo_id}/{mpath}")
+        except (DnaZooError, ValueError) as e:
+            logger.warning("ignoring unreadable manifest %s in %s: %s", mpath, repo_id, e)
+            continue
+        kept.append({"path": file_path, "manifest": manifest, "size": entries[file_path].size})
+    return RemoteState(exists=True, same_weights=True, kept=tuple(kept))
+
+
+def _with_remote(prepared: PreparedRepo, remote: RemoteState) -> PreparedRepo:
+    """Re-render the card so it lists every artifact the repo will hold after this push."""
+    if not remote.kept:
+        return prepared
+    from dataclasses import replace
+
+    ours = {a["path"] for a in prepared.card.artifacts}
+    extra = tuple(a for a in remote.kept if a["path"] not in ours)
+    card = replace(
+        prepared.card, artifacts=tuple(sorted(prepared.card.artifacts + extra, key=lambda a: a["path"]))
+    )
+    build_card(card).save(prepared.folder / CARD_NAME)
+    _refuse_token_in(prepared.folder)
+    return PreparedRepo(prepared.folder, prepared.files, card)
+
+
+def _peek_remote(repo_id: str, prepared: PreparedRepo) -> RemoteState:
+    """For a dry run: the repo's state if it can be read (read-only), else a new repo."""
+    if client.offline():
+        return RemoteState()
+    try:
+        with client.hub_errors(repo_id, "read"):
+            return remote_state(client.api(), repo_id, prepared)
+    except DnaZooError as e:
+        logger.info("dry run: cannot read %s (%s); treating it as a new repo", repo_id, e)
+        return RemoteState()
+
+
 def push(
     spec: str,
     *,
@@ -332,11 +421,13 @@ def push(
                 datasets=datasets,
                 progress=progress,
             )
+            remote = _peek_remote(repo_id, prepared)
+            prepared = _with_remote(prepared, remote)
             replace_dir(prepared.folder, out_dir)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         logger.info("dry run: wrote the upload folder for %s to %s", repo_id, out_dir)
-        return _result(prepared, repo_id, dry_run=True, out=out_dir)
+        return _result(prepared, repo_id, dry_run=True, out=out_dir, deleted=remote.stale)
 
     if client.offline():
         raise client.HubError(
@@ -365,12 +456,29 @@ def push(
             before = client.retry_idempotent(
                 lambda: hf.repo_info(repo_id, repo_type="model").sha, what="repo_info"
             )
+            remote = client.retry_idempotent(
+                lambda: remote_state(hf, repo_id, prepared, revision=before), what="list_repo_tree"
+            )
+            prepared = _with_remote(prepared, remote)
             info = hf.upload_folder(
-                repo_id=repo_id, folder_path=prepared.folder, repo_type="model", commit_message=message
+                repo_id=repo_id,
+                folder_path=prepared.folder,
+                repo_type="model",
+                commit_message=message,
+                delete_patterns=list(remote.stale) or None,
+                parent_commit=before,
             )
     committed = info.oid != before
     logger.info("%s %s at %s", "pushed" if committed else "unchanged, no new commit:", repo_id, info.oid)
-    return _result(prepared, repo_id, dry_run=False, url=str(url), commit=info.oid, committed=committed)
+    return _result(
+        prepared,
+        repo_id,
+        dry_run=False,
+        url=str(url),
+        commit=info.oid,
+        committed=committed,
+        deleted=remote.stale if committed else (),
+    )
 
 
 def _result(prepared: PreparedRepo, repo_id: str, *, dry_run: bool, **kwargs: Any) -> PushResult:

@@ -127,6 +127,9 @@ def push(
         console.print(f"pushed {r.repo_id} ({len(r.files)} files; {figures}): commit {r.commit}")
     else:
         console.print(f"{r.repo_id} is up to date: nothing changed, no new commit (at {r.commit})")
+    if r.deleted:
+        verb = "would remove" if r.dry_run else "removed"
+        console.print(f"{verb} {len(r.deleted)} artifact files made from earlier weights: {', '.join(r.deleted)}")
     if not quiet:
         for f in r.files:
             console.print(f"  {f}", highlight=False)
