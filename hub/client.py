@@ -127,7 +127,7 @@ def hub_errors(repo_id: str, action: str) -> Iterator[None]:
         if status is not None and status >= 500:
             raise HubError(
                 f"cannot {action} {repo_id}: the Hub at {where} failed with HTTP {status} after retries",
-                hint="try again later; nothing was committed by the failed request",
+                hint="try again later: a commit is all-or-nothing, so running the same push again is safe",
             ) from e
         raise HubError(f"cannot {action} {repo_id}: HTTP {status} from {where} ({_short(e)})") from e
     except network_errors() as e:

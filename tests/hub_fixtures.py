@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,20 @@ def client_env(mp: pytest.MonkeyPatch, endpoint: str, home: Path, *, offline: bo
     mp.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
     mp.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     set_offline(mp, offline)
+
+
+@contextmanager
+def local_hub(mp: pytest.MonkeyPatch, home: Path) -> Iterator:
+    """A running local Hub that huggingface_hub's client talks to, with a valid HF_TOKEN."""
+    from hub_server import HubServer
+
+    server = HubServer(tokens={TOKEN: "tester"}).start()
+    try:
+        client_env(mp, server.endpoint, home)
+        mp.setenv("HF_TOKEN", TOKEN)
+        yield server
+    finally:
+        server.stop()
 
 
 def set_offline(mp: pytest.MonkeyPatch, offline: bool) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hub_fixtures import TOKEN, client_env, engine_artifact, random_weights, tiny_encoding, write_search_result
-from hub_server import HubServer
+from hub_fixtures import engine_artifact, local_hub, random_weights, tiny_encoding, write_search_result
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -20,11 +19,8 @@ A100 = "trt/10.3.0/nvidia-a100-sxm4-80gb/model.engine"
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    server = HubServer(tokens={TOKEN: "tester"}).start()
-    client_env(monkeypatch, server.endpoint, tmp_path / "hf")
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    yield server
-    server.stop()
+    with local_hub(monkeypatch, tmp_path / "hf") as server:
+        yield server
 
 
 def test_engines_accumulate_and_new_weights_drop_stale_ones(hub, tmp_path):
@@ -35,7 +31,9 @@ def test_engines_accumulate_and_new_weights_drop_stale_ones(hub, tmp_path):
     a100 = engine_artifact(tmp_path / "a100", version="10.3.0", gpu="NVIDIA A100-SXM4-80GB", cc="8.0").parent
 
     def push(weights, *extra):
-        r = runner.invoke(app, ["hub", "push", str(result), "--weights", str(weights), "--repo", REPO, *extra])
+        r = runner.invoke(
+            app, ["hub", "push", str(result), "--weights", str(weights), "--repo", REPO, *extra]
+        )
         assert r.exit_code == 0, r.output
         return json.loads(r.stdout) if "--json" in extra else r.output
 

@@ -10,11 +10,11 @@ from hub_fixtures import (
     OTHER_TOKEN,
     TOKEN,
     client_env,
+    local_hub,
     random_weights,
     tiny_encoding,
     write_search_result,
 )
-from hub_server import HubServer
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -35,11 +35,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    server = HubServer(tokens={TOKEN: "tester"}).start()
-    client_env(monkeypatch, server.endpoint, tmp_path / "hf")
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    yield server
-    server.stop()
+    with local_hub(monkeypatch, tmp_path / "hf") as server:
+        yield server
 
 
 def push_args(files, *extra: str) -> list[str]:
@@ -75,7 +72,7 @@ def test_500_once_on_create_repo_is_retried_by_us(hub, files):
 def test_persistent_500_is_one_line_and_nothing_is_reported_done(hub, files):
     hub.state.fail("POST", r"/api/repos/create", 500, times=10)
     line = one_line_error(runner.invoke(app, push_args(files)))
-    assert "HTTP 500" in line and "nothing was committed" in line
+    assert "HTTP 500" in line and "all-or-nothing" in line
     assert REPO not in hub.state.repos
 
 

@@ -21,13 +21,13 @@ from hub_fixtures import (
     TOKEN,
     client_env,
     engine_artifact,
+    local_hub,
     onnx_artifact,
     random_weights,
     reference_output,
     tiny_encoding,
     write_search_result,
 )
-from hub_server import HubServer
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -48,10 +48,9 @@ def hub(tmp_path_factory):
     import dna_zoo  # noqa: F401
 
     tmp = tmp_path_factory.mktemp("hub")
-    server = HubServer(tokens={TOKEN: "tester"}).start()
     mp = pytest.MonkeyPatch()
-    client_env(mp, server.endpoint, tmp / "hf_push")
-    mp.setenv("HF_TOKEN", TOKEN)
+    hub_cm = local_hub(mp, tmp / "hf_push")
+    server = hub_cm.__enter__()
     records: list[str] = []
     handler = logging.Handler(level=logging.DEBUG)
     handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
@@ -104,8 +103,8 @@ def hub(tmp_path_factory):
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        hub_cm.__exit__(None, None, None)
         mp.undo()
-        server.stop()
 
 
 @pytest.fixture

@@ -129,7 +129,8 @@ def push(
         console.print(f"{r.repo_id} is up to date: nothing changed, no new commit (at {r.commit})")
     if r.deleted:
         verb = "would remove" if r.dry_run else "removed"
-        console.print(f"{verb} {len(r.deleted)} artifact files made from earlier weights: {', '.join(r.deleted)}")
+        stale = ", ".join(r.deleted)
+        console.print(f"{verb} {len(r.deleted)} artifact files made from earlier weights: {stale}")
     if not quiet:
         for f in r.files:
             console.print(f"  {f}", highlight=False)
