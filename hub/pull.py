@@ -42,6 +42,11 @@ class PulledArtifact:
     manifest_path: Path
     manifest: dict[str, Any]
 
+    def extra_files(self) -> tuple[Path, ...]:
+        """Sibling files the artifact needs (e.g. ONNX external data), as its manifest lists them."""
+        names = [str(n) for n in self.manifest.get("extra_files") or []]
+        return tuple(self.path.with_name(n) for n in names if self.path.with_name(n).is_file())
+
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
         return {
@@ -137,7 +142,7 @@ def pull(
                 )
             if target is not None:
                 check_engine(art.manifest, target)
-        files = tuple(p for a in pulled for p in (a.path, a.manifest_path))
+        files = tuple(p for a in pulled for p in (a.path, a.manifest_path, *a.extra_files()))
     if out_dir is not None:
         files = _copy_out(snapshot, files, out_dir)
         pulled = tuple(

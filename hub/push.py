@@ -28,7 +28,6 @@ from dna_zoo.hub.card import CardInfo, Latency, build_card, parse_latency
 from dna_zoo.hub.config import hub_config, write_config
 from dna_zoo.hub.convert import CONFIG_NAME, WEIGHTS_NAME
 from dna_zoo.hub.fsutil import replace_dir, staging_dir
-from dna_zoo.progress import Reporter, reporter_or_null
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +162,6 @@ def prepare_folder(
     with_formats: Sequence[str] = (),
     license: str | None = None,
     datasets: Sequence[str] = (),
-    progress: Reporter | None = None,
 ) -> PreparedRepo:
     """Build the exact folder to upload into ``dest`` (an empty or missing folder)."""
     from dna_zoo.complexity import count_params, encoding_cost
@@ -184,68 +182,57 @@ def prepare_folder(
         )
     published = spec in PUBLISHED
     result = {} if published else _search_result(spec)
-    track = reporter_or_null(progress)
     folder = Path(dest)
     folder.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    steps = ["weights", "config", "artifacts", "card"]
+
+    model = build_model(src, weights=weights)  # check_fits: one clear error if they do not fit
+    save_safetensors(model.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    write_config(hub_config(model, src.arch, searched=not published), folder / CONFIG_NAME)
+    files = [WEIGHTS_NAME, CONFIG_NAME, CARD_NAME]
+
     artifacts: list[LocalArtifact] = []
-    card: CardInfo | None = None
-    model = None
-    for step in track.track(steps, "preparing upload", total=len(steps)):
-        if step == "weights":
-            model = build_model(src, weights=weights)  # check_fits: one clear error if they do not fit
-            save_safetensors(model.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
-            files[WEIGHTS_NAME] = folder / WEIGHTS_NAME
-        elif step == "config":
-            write_config(hub_config(model, src.arch, searched=not published), folder / CONFIG_NAME)
-            files[CONFIG_NAME] = folder / CONFIG_NAME
-        elif step == "artifacts":
-            if artifacts_dir is not None:
-                artifacts += find_artifacts(artifacts_dir)
-            if with_formats:
-                export_dir = folder.parent / f".{folder.name}.export"
-                artifacts += _export_artifacts(spec, Path(weights), with_formats, export_dir)
-            for repo_path, local in layout(artifacts).items():
-                target = folder / repo_path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, target)
-                files[repo_path] = target
-        else:
-            num_classes = int(model.num_classes)
-            input_size = _input_size(result)
-            cost = encoding_cost(src.arch, input_size=input_size, num_classes=num_classes)
-            registered = None
-            cfg = default_cfgs.get(spec) if published else None
-            if cfg is not None and cfg.default.hf_hub_id == repo_id and num_classes == 1000:
-                registered = spec
-            card = CardInfo(
-                repo_id=repo_id,
-                title=repo_id.split("/")[-1],
-                arch=src.arch,
-                architecture=src.timm_name,
-                searched=not published,
-                num_classes=num_classes,
-                input_size=input_size,
-                params=count_params(model),
-                cost=cost,
-                license=license or DEFAULT_LICENSE,
-                datasets=_datasets(result, datasets, published, num_classes),
-                accuracy=_accuracy(result, spec if published else None, num_classes),
-                latency=tuple(_latencies(result, artifacts)),
-                artifacts=tuple(
-                    {
-                        "path": f"{a.repo_folder()}/{a.path.name}",
-                        "manifest": a.manifest,
-                        "size": a.path.stat().st_size,
-                    }
-                    for a in artifacts
-                ),
-                registered_name=registered,
-            )
-            build_card(card).save(folder / CARD_NAME)
-            files[CARD_NAME] = folder / CARD_NAME
-    assert card is not None
+    if artifacts_dir is not None:
+        artifacts += find_artifacts(artifacts_dir)
+    if with_formats:
+        export_dir = folder.parent / f".{folder.name}.export"
+        artifacts += _export_artifacts(spec, Path(weights), with_formats, export_dir)
+    for repo_path, local in layout(artifacts).items():
+        target = folder / repo_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
+        files.append(repo_path)
+
+    num_classes = int(model.num_classes)
+    input_size = _input_size(result)
+    registered = None
+    cfg = default_cfgs.get(spec) if published else None
+    if cfg is not None and cfg.default.hf_hub_id == repo_id and num_classes == 1000:
+        registered = spec  # `timm.create_model(spec, pretrained=True)` downloads this very repo
+    card = CardInfo(
+        repo_id=repo_id,
+        title=repo_id.split("/")[-1],
+        arch=src.arch,
+        architecture=src.timm_name,
+        searched=not published,
+        num_classes=num_classes,
+        input_size=input_size,
+        params=count_params(model),
+        cost=encoding_cost(src.arch, input_size=input_size, num_classes=num_classes),
+        license=license or DEFAULT_LICENSE,
+        datasets=_datasets(result, datasets, published, num_classes),
+        accuracy=_accuracy(result, spec if published else None, num_classes),
+        latency=tuple(_latencies(result, artifacts)),
+        artifacts=tuple(
+            {
+                "path": f"{a.repo_folder()}/{a.path.name}",
+                "manifest": a.manifest,
+                "size": a.path.stat().st_size,
+            }
+            for a in artifacts
+        ),
+        registered_name=registered,
+    )
+    build_card(card).save(folder / CARD_NAME)
     _refuse_token_in(folder)
     return PreparedRepo(folder, tuple(sorted(files)), card)
 
@@ -386,7 +373,6 @@ def push(
     license: str | None = None,
     datasets: Sequence[str] = (),
     commit_message: str | None = None,
-    progress: Reporter | None = None,
 ) -> PushResult:
     """Publish ``spec`` (a zoo name or a search-result JSON) with ``weights`` to ``repo_id``.
 
@@ -419,7 +405,6 @@ def push(
                 with_formats=with_formats,
                 license=license,
                 datasets=datasets,
-                progress=progress,
             )
             remote = _peek_remote(repo_id, prepared)
             prepared = _with_remote(prepared, remote)
@@ -444,7 +429,6 @@ def push(
             with_formats=with_formats,
             license=license,
             datasets=datasets,
-            progress=progress,
         )
         hf = client.api()
         message = commit_message or f"Upload {prepared.card.title} with dna-zoo"

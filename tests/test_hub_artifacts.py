@@ -59,3 +59,27 @@ def test_engines_accumulate_and_new_weights_drop_stale_ones(hub, tmp_path):
     files = hub.state.repos[REPO].head.files
     assert not [p for p in files if p.startswith("trt/")]
     assert "Export artifacts" not in files["README.md"].decode()
+
+
+def test_external_data_travels_with_its_artifact(hub, tmp_path):
+    from hub_fixtures import write_manifest
+
+    result = write_search_result(tmp_path / "best.json")
+    w = random_weights(tmp_path / "w.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
+    arts = tmp_path / "arts"
+    arts.mkdir()
+    (arts / "model.onnx").write_bytes(b"graph referencing model.onnx.data")
+    (arts / "model.onnx.data").write_bytes(b"\0" * 1000)
+    write_manifest(arts / "model.onnx", format="onnx", precision="fp32", extra_files=["model.onnx.data"])
+    args = ["hub", "push", str(result), "--weights", str(w), "--repo", REPO, "--artifacts", str(arts)]
+    assert runner.invoke(app, [*args, "--quiet"]).exit_code == 0
+    assert "onnx/model.onnx.data" in hub.state.repos[REPO].head.files
+    out = tmp_path / "pulled"
+    r = runner.invoke(app, ["hub", "pull", REPO, "--artifact", "onnx", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == [
+        "model.onnx",
+        "model.onnx.data",
+        "model.onnx.manifest.json",
+    ]
+    assert (out / "onnx" / "model.onnx.data").read_bytes() == b"\0" * 1000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, reporter
+from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json
 
 app = typer.Typer(
     help="Publish DNA models (weights, timm config, card, export artifacts) to the Hugging Face Hub "
@@ -111,7 +111,6 @@ def push(
         license=license,
         datasets=dataset,
         commit_message=message,
-        progress=reporter(quiet or json_out),
     )
     if json_out:
         print_json(r.to_dict())
