@@ -218,3 +218,17 @@ def test_private_repo_needs_the_token_to_pull(hub, files, monkeypatch):
         "config.json",
         "model.safetensors",
     ]
+
+
+def test_unreachable_hub_and_offline_mode(files, tmp_path, monkeypatch):
+    from hub_fixtures import set_offline
+
+    client_env(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf")  # nothing listens there
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    line = one_line_error(runner.invoke(app, push_args(files)))
+    assert "not reachable" in line and "127.0.0.1:9" in line
+    set_offline(monkeypatch, True)
+    line = one_line_error(runner.invoke(app, push_args(files)))
+    assert "offline mode is on (HF_HUB_OFFLINE)" in line
+    line = one_line_error(runner.invoke(app, ["hub", "pull", REPO]))
+    assert "not in the local cache" in line and "HF_HUB_OFFLINE" in line
