@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LOGIN_HINT = "set HF_TOKEN or run `hf auth login` with a token that has write access"
+LOGIN_HINT = "set HF_TOKEN or run `hf auth login` (pushing needs a token with write access)"
 
 
 class HubError(DnaZooError, OSError):
