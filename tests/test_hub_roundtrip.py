@@ -62,7 +62,7 @@ def hub(tmp_path_factory):
         dna_b_w = random_weights(tmp / "dna_b.safetensors", "dna_b")
         result = write_search_result(tmp / "best.json")
         net_w = random_weights(tmp / "net.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
-        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
         arts = tmp / "artifacts"
         net = timm.create_model("dna_net", arch=tiny_encoding(), num_classes=10)
         load_weights(net, net_w)
