@@ -44,6 +44,7 @@ from dna_zoo.search import distributed
 from dna_zoo.search.data import DataSource, ShardSampler, open_dataset
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.rundir import RunDir
+from dna_zoo.search.space import SearchSpace
 from dna_zoo.search.supernet import Cell, Supernet
 from dna_zoo.search.teacher import Teacher
 
@@ -219,12 +220,12 @@ class _Unit:
     size: int
 
 
-def work_units(supernet: Supernet) -> list[_Unit]:
+def work_units(space: SearchSpace) -> list[_Unit]:
     """The rating work, cut into (block, depth cell, first op) units."""
     units = []
-    for b, block in enumerate(supernet.blocks):
-        n = len(block.ops)
-        for d in block.depths:
+    n = len(space.ops)
+    for b, spec in enumerate(space.blocks):
+        for d in spec.depths:
             units.extend(_Unit(b, d, k, n ** (d - 1)) for k in range(n))
     return units
 
@@ -257,7 +258,7 @@ def rate_supernet(
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     supernet.to(data.held_out[0][0].device, memory_format=fmt)
     rate_cell = rate_cell_prefix if config.method == "prefix" else rate_cell_naive
-    units = shard_units(work_units(supernet), world.size)[world.rank]
+    units = shard_units(work_units(supernet.space), world.size)[world.rank]
     units.sort(key=lambda u: (u.block, u.depth, u.first))
     # group a cell's units so its inputs are gathered once
     groups: dict[tuple[int, int], list[int]] = {}

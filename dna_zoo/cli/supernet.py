@@ -62,7 +62,9 @@ def train(
     weight_decay: float | None = typer.Option(None, "--weight-decay", help="Weight decay [1e-4]."),
     sched: str | None = typer.Option(None, "--sched", help="timm scheduler name [step]."),
     decay_rate: float | None = typer.Option(None, "--decay-rate", help="LR decay per decay period [0.9]."),
-    clip_grad: float | None = typer.Option(None, "--clip-grad", help="Max gradient norm per block [5]."),
+    clip_grad: float | None = typer.Option(
+        None, "--clip-grad", help="Max gradient norm per block, 0 for none [5]."
+    ),
     sampling: str | None = typer.Option(None, "--sampling", help="Path sampling: uniform or fair [fair]."),
     normalize: bool | None = typer.Option(
         None, "--normalize/--no-normalize", help="Divide block losses by the teacher target variance [on]."
@@ -112,6 +114,8 @@ def train(
         "workers": workers,
     }
     options = {k: v for k, v in options.items() if v is not None}
+    if clip_grad is not None and clip_grad <= 0:
+        options["clip_grad"] = None
     res = train_supernet(
         run_dir,
         space=space,
