@@ -260,22 +260,18 @@ def rate_supernet(
     rate_cell = rate_cell_prefix if config.method == "prefix" else rate_cell_naive
     units = shard_units(work_units(supernet.space), world.size)[world.rank]
     units.sort(key=lambda u: (u.block, u.depth, u.first))
-    # group a cell's units so its inputs are gathered once
-    groups: dict[tuple[int, int], list[int]] = {}
-    for u in units:
-        groups.setdefault((u.block, u.depth), []).append(u.first)
     n_cands = sum(u.size for u in units)
     raw: dict[str, float] = {}
     reporter = reporter_or_null(progress if world.is_main else None)
     t0 = time.perf_counter()
     desc = f"rating {n_cands} candidates" + (f" (rank 0 of {world.size})" if world.distributed else "")
-    for (b, d), firsts in reporter.track(list(groups.items()), desc):
-        block = supernet.block(b)
-        calib_in = [f[b] for f in data.calib]
-        eval_in = [f[b] for f in data.held_out]
-        targets = [f[b + 1] for f in data.held_out]
-        losses = rate_cell(block.cell(d), calib_in, eval_in, targets, first_ops=firsts)
-        for path, loss in losses.items():
+    for u in reporter.track(units, desc):  # a unit: the paths of one cell that start with one op
+        block = supernet.block(u.block)
+        calib_in = [f[u.block] for f in data.calib]
+        eval_in = [f[u.block] for f in data.held_out]
+        targets = [f[u.block + 1] for f in data.held_out]
+        cell_losses = rate_cell(block.cell(u.depth), calib_in, eval_in, targets, first_ops=[u.first])
+        for path, loss in cell_losses.items():
             raw[block.candidate(path).key] = loss
     seconds = time.perf_counter() - t0
     merged: dict[str, float] = {}
