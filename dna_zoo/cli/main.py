@@ -13,6 +13,7 @@ import typer
 
 import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import export as export_cmd
 from dna_zoo.cli import zoo as zoo_cmd
 from dna_zoo.cli.common import DnaGroup
 
@@ -50,6 +51,9 @@ def _root(
 app.command("models")(zoo_cmd.models)
 app.command("info")(zoo_cmd.info)
 app.command("demo")(demo_cmd.demo)
+app.command("export")(export_cmd.export)
+app.command("benchmark")(export_cmd.benchmark)
+app.command("validate")(export_cmd.validate)
 
 
 def main() -> None:
