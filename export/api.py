@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dna_zoo.errors import ConfigError, WeightsError, require
+from dna_zoo.errors import ConfigError, DataError, WeightsError, require
 from dna_zoo.export.artifact import (
     MANIFEST_KIND,
     MANIFEST_VERSION,
     Artifact,
+    check_writable,
     file_entries,
     library_versions,
     manifest_path_for,
@@ -36,6 +37,8 @@ from dna_zoo.weights import sha256_file
 from dna_zoo.zoo import ModelSource, build_model, resolve_source
 
 log = logging.getLogger(__name__)
+
+RESCALE_IMAGES = 64  # real images for a random-init model's BatchNorm statistics (all parity images)
 
 
 def artifact_name(fmt: ExportFormat, stem: str, opts: ExportOptions) -> str:
@@ -69,6 +72,18 @@ def _check_dependencies(fmt: ExportFormat, opts: ExportOptions) -> None:
         require_tensorrt()
 
 
+def prepare_model(src: ModelSource | str, weights: Path | None, opts: ExportOptions | None = None):
+    """The torch model every check compares against: the user's weights, or a seeded random
+    init with re-estimated BatchNorm statistics (see :func:`rescale_random_init`)."""
+    import torch
+
+    torch.manual_seed(0)  # a random-init model is the same one every time
+    model = build_model(src, weights=weights)
+    if weights is None:
+        rescale_random_init(model, opts or ExportOptions())
+    return model
+
+
 def rescale_random_init(model, opts: ExportOptions) -> None:
     """Re-estimate BatchNorm statistics of a random-init model on the parity images.
 
@@ -80,7 +95,7 @@ def rescale_random_init(model, opts: ExportOptions) -> None:
 
     from dna_zoo.export.checks import parity_images
 
-    x = torch.from_numpy(parity_images(model, opts).x)
+    x = torch.from_numpy(parity_images(model, opts).x[:RESCALE_IMAGES])
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
         m.reset_running_stats()
@@ -89,6 +104,20 @@ def rescale_random_init(model, opts: ExportOptions) -> None:
     with torch.no_grad():
         model(x)
     model.eval()
+
+
+def _check_folders(opts: ExportOptions) -> None:
+    """A calibration or parity folder without images is reported before any work is done."""
+    from dna_zoo.sample_images import image_folder, open_image
+
+    for folder, what in ((opts.calib, "calibration"), (opts.data, "parity")):
+        if folder is not None and folder != "builtin":
+            if not Path(folder).is_dir():
+                raise DataError(f"{what} folder {folder} does not exist or is not a folder")
+            images = image_folder(folder)
+            if what == "calibration":  # decode them now: an unreadable file is an error before any work
+                for im in images[: opts.calib_size]:
+                    open_image(im.path)
 
 
 def source_record(src: ModelSource, weights: Path | None) -> dict[str, Any]:
@@ -134,17 +163,16 @@ def export_artifact(
     files = artifact_files(spec_fmt, name)
     refuse_existing([out_dir / f for f in files], force)
     _check_dependencies(spec_fmt, opts)
+    _check_folders(opts)
     if spec_fmt.needs_gpu and not opts.onnx_only:
         log.info("building a TensorRT engine for %s", torch.cuda.get_device_name())
 
+    check_writable(out_dir)
     steps = ["build model", f"export {spec_fmt.name}", "publish"]
     tracker = iter(reporter_or_null(progress).track(steps, f"{src.display_name} -> {spec_fmt.name}"))
     next(tracker)
-    torch.manual_seed(0)  # a random-init model is the same one every time
-    model = build_model(src, weights=weights)
+    model = prepare_model(src, weights, opts)
     cfg = data_config(model, opts.input_size)
-    if weights is None:
-        rescale_random_init(model, opts)
     sample = random_sample(cfg, opts.batch)
     with staging(out_dir) as stage:
         next(tracker)

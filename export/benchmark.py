@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from dna_zoo.errors import ConfigError
-from dna_zoo.export.api import export_artifact, safe_stem
+from dna_zoo.export.api import export_artifact, prepare_model, safe_stem
 from dna_zoo.export.artifact import library_versions, write_json_atomic
 from dna_zoo.export.inputs import data_config, image_set
+from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.parity import time_interleaved
 from dna_zoo.export.registry import get_format
 from dna_zoo.export.runners import Runner, load_runner, torch_runner
@@ -91,12 +92,7 @@ def run_benchmark(
     progress: Reporter | None = None,
 ) -> dict[str, Any]:
     """Export, check and time every format; returns (and with ``out_dir`` saves) the results."""
-    import torch
-
-    from dna_zoo.zoo import build_model
-
-    torch.manual_seed(0)
-    net = build_model(model, weights=weights)
+    net = prepare_model(model, weights, ExportOptions(data=None if data == "builtin" else data))
     cfg = data_config(net)
     images = image_set(None if data in (None, "builtin") else data, cfg, limit=64)
     runners: dict[str, Runner] = {}

@@ -101,6 +101,9 @@ def base_manifest(
 
 
 def num_outputs(model: torch.nn.Module, sample: torch.Tensor) -> int:
+    n = getattr(model, "num_classes", None)  # timm models say it; a forward pass costs seconds here
+    if isinstance(n, int) and n > 0:
+        return n
     with torch.inference_mode():
         return int(model(sample[:1]).shape[-1])
 

@@ -104,9 +104,9 @@ def validate(
     progress: Reporter | None = None,
 ) -> Accuracy:
     """Accuracy of a model (zoo/timm name, searched net, or an exported artifact file)."""
+    from dna_zoo.export.api import prepare_model
     from dna_zoo.export.artifact import MANIFEST_SUFFIX, read_manifest
     from dna_zoo.export.inputs import data_config
-    from dna_zoo.zoo import build_model
 
     path = Path(model)
     if path.is_file() and Path(str(path) + MANIFEST_SUFFIX).is_file():
@@ -121,7 +121,7 @@ def validate(
             progress=progress,
         )
     if fmt is None or fmt == "torch":
-        net = build_model(model, weights=weights)
+        net = prepare_model(model, weights)
         runner = torch_runner(net, threads=threads)
         return evaluate(
             runner, data, data_config(net), model_name=model, batch_size=batch_size, progress=progress
