@@ -8,6 +8,7 @@ any work, runs the format's exporter in a staging folder, completes the manifest
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import re
@@ -168,33 +169,33 @@ def export_artifact(
         log.info("building a TensorRT engine for %s", torch.cuda.get_device_name())
 
     check_writable(out_dir)
-    steps = ["build model", f"export {spec_fmt.name}", "publish"]
-    tracker = iter(reporter_or_null(progress).track(steps, f"{src.display_name} -> {spec_fmt.name}"))
-    next(tracker)
-    model = prepare_model(src, weights, opts)
+    model = prepare_model(src, weights, opts)  # before any progress bar: bad weights are one line
     cfg = data_config(model, opts.input_size)
     sample = random_sample(cfg, opts.batch)
-    with staging(out_dir) as stage:
-        next(tracker)
-        t0 = time.perf_counter()
-        art = spec_fmt.exporter()(model, sample, stage / name, opts)
-        next(tracker)
-        manifest: dict[str, Any] = {"kind": MANIFEST_KIND, "manifest_version": MANIFEST_VERSION}
-        manifest.update(art.manifest)
-        manifest.setdefault("label", f"{spec_fmt.name} {manifest.get('precision', '')}".strip())
-        manifest["sha256"] = sha256_file(art.path)
-        manifest["files"] = file_entries(art.files)
-        manifest["source"] = source_record(src, weights)
-        manifest["preprocess"] = cfg
-        manifest["options"] = {k: v for k, v in options.items()}
-        manifest["versions"] = library_versions()
-        manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor() or None}
-        manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
-        manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(stage / (name + ".manifest.json"), manifest)
-        published = publish(stage, files, out_dir, force=force)
-        for _ in tracker:
-            pass
+    steps = [f"export {spec_fmt.name} and check it", "publish"]
+    tracker = iter(reporter_or_null(progress).track(steps, f"{src.display_name} -> {spec_fmt.name}"))
+    with contextlib.closing(tracker):  # a failure must also close the progress bar
+        with staging(out_dir) as stage:
+            next(tracker)
+            t0 = time.perf_counter()
+            art = spec_fmt.exporter()(model, sample, stage / name, opts)
+            next(tracker)
+            manifest: dict[str, Any] = {"kind": MANIFEST_KIND, "manifest_version": MANIFEST_VERSION}
+            manifest.update(art.manifest)
+            manifest.setdefault("label", f"{spec_fmt.name} {manifest.get('precision', '')}".strip())
+            manifest["sha256"] = sha256_file(art.path)
+            manifest["files"] = file_entries(art.files)
+            manifest["source"] = source_record(src, weights)
+            manifest["preprocess"] = cfg
+            manifest["options"] = {k: v for k, v in options.items()}
+            manifest["versions"] = library_versions()
+            manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor() or None}
+            manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
+            manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            write_json_atomic(stage / (name + ".manifest.json"), manifest)
+            published = publish(stage, files, out_dir, force=force)
+            for _ in tracker:
+                pass
     path = out_dir / name
     return Artifact(path, manifest_path_for(path), manifest, [p for p in published[:-2]])
 

@@ -81,5 +81,9 @@ def int8_verdict(
     out["ok"] = not problems and out["faster_than_fp32"] is not False
     out["verdict"] = "; ".join(problems) if problems else "faster than fp32 with top-1 agreement kept"
     if problems:
+        out["recommendation"] = (
+            "keep the fp32 artifact for this runtime, or compare the INT8 paths on this machine: "
+            "`dna benchmark MODEL --formats onnx,onnx-int8,openvino,openvino-int8`"
+        )
         log.warning("INT8 artifact: %s", out["verdict"])
     return out

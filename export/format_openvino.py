@@ -11,7 +11,9 @@ The model is converted from the same fp32 ONNX file the ``onnx`` format writes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -46,15 +48,16 @@ def nncf_quantize(ov_model, batches, *, per_tensor_activations: bool = True):
     adv = AdvancedQuantizationParameters(
         activations_quantization_params=QuantizationParameters(per_channel=not per_tensor_activations)
     )
-    try:
-        return nncf.quantize(
-            ov_model,
-            nncf.Dataset(batches),
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-            target_device=nncf.TargetDevice.CPU,
-            subset_size=len(batches),
-            advanced_parameters=adv,
-        )
+    try:  # NNCF draws its own progress bars on stdout: keep stdout for --json
+        with contextlib.redirect_stdout(sys.stderr):
+            return nncf.quantize(
+                ov_model,
+                nncf.Dataset(batches),
+                preset=nncf.QuantizationPreset.PERFORMANCE,
+                target_device=nncf.TargetDevice.CPU,
+                subset_size=len(batches),
+                advanced_parameters=adv,
+            )
     except Exception as e:
         raise OpenVinoError(f"NNCF quantization failed: {str(e).splitlines()[0][:200]}") from e
 
