@@ -96,7 +96,7 @@ def rescale_random_init(model, opts: ExportOptions) -> None:
 
     from dna_zoo.export.checks import parity_images
 
-    x = torch.from_numpy(parity_images(model, opts).x[:RESCALE_IMAGES])
+    x = torch.tensor(parity_images(model, opts).x[:RESCALE_IMAGES])
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
         m.reset_running_stats()

@@ -192,7 +192,7 @@ def engine_runner(path: Path, manifest: dict[str, Any]) -> Runner:
     stream = torch.cuda.Stream()
 
     def fn(x: np.ndarray) -> np.ndarray:
-        inp = torch.from_numpy(np.ascontiguousarray(x)).cuda()
+        inp = torch.tensor(x).cuda()
         context.set_input_shape(INPUT_NAME, tuple(inp.shape))
         out = torch.empty(tuple(context.get_tensor_shape(out_name)), dtype=torch.float32, device="cuda")
         context.set_tensor_address(INPUT_NAME, inp.data_ptr())

@@ -8,6 +8,8 @@ be validated later without the torch model.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,11 +65,25 @@ class ImageSet:
 
 
 def image_set(data: str | Path | None, cfg: dict[str, Any], limit: int | None = None) -> ImageSet:
-    """Real images (``None``/``"builtin"`` or a folder) preprocessed with ``cfg``."""
+    """Real images (``None``/``"builtin"`` or a folder) preprocessed with ``cfg``.
+
+    Decoding and resizing cost seconds here and one export needs the same images several
+    times (BatchNorm re-estimation, parity, benchmark), so recent sets are cached per
+    process, keyed by the folder's file list and the preprocessing.
+    """
     images, source = resolve_images(data)
     if limit is not None:
         images = _spread(images, limit)
-    return ImageSet(load_batch(images, cfg), [im.label for im in images], source)
+    key = json.dumps(cfg, sort_keys=True, default=str)
+    stamp = tuple(im.path.stat().st_mtime_ns if im.path.exists() else 0 for im in images)
+    return _cached_set(tuple(images), stamp, key, source)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_set(images: tuple[LabeledImage, ...], stamp: tuple, cfg_key: str, source: str) -> ImageSet:
+    x = load_batch(images, json.loads(cfg_key))
+    x.flags.writeable = False  # shared between callers
+    return ImageSet(x, [im.label for im in images], source)
 
 
 def calibration_set(calib: str | Path | None, cfg: dict[str, Any], limit: int) -> ImageSet:

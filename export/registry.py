@@ -53,6 +53,8 @@ class ExportFormat:
 
 
 def _flag(option: str) -> str:
+    if option == "latency":  # a switch that is on by default
+        return "--no-latency"
     return "--" + option.replace("_", "-")
 
 

@@ -55,7 +55,7 @@ def torch_runner(model, *, threads: int | None = DEFAULT_THREADS) -> Runner:
 
     def fn(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
+            return model(torch.tensor(x)).float().numpy()
 
     return Runner("torch", fn, None, threads)
 

@@ -64,7 +64,7 @@ def test_dynamic_batch_matches_torch(art, lite0, batch):
     sess = ort_session(art.path)
     out = sess.run(None, {"input": images.x})[0]
     with torch.inference_mode():
-        ref = lite0(torch.from_numpy(images.x)).numpy()
+        ref = lite0(torch.tensor(images.x)).numpy()
     assert out.shape == (batch, 1000)
     assert np.abs(out - ref).max() < 1e-4
 
