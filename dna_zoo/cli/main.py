@@ -13,6 +13,7 @@ import typer
 
 import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import export as export_cmd
 from dna_zoo.cli import hub as hub_cmd
 from dna_zoo.cli import latency as latency_cmd
 from dna_zoo.cli import supernet as supernet_cmd
@@ -56,6 +57,9 @@ app.command("demo")(demo_cmd.demo)
 app.add_typer(supernet_cmd.app, name="supernet")
 app.add_typer(latency_cmd.app, name="latency")
 app.add_typer(hub_cmd.app, name="hub")
+app.command("export")(export_cmd.export)
+app.command("benchmark")(export_cmd.benchmark)
+app.command("validate")(export_cmd.validate)
 
 
 def main() -> None:

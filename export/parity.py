@@ -1,0 +1,104 @@
+"""Check an artifact against torch on real images, and time contenders side by side.
+
+Parity: max abs diff of the logits and top-1 agreement with the torch model, on real
+images, against a tolerance that depends on precision (fp32: 1e-4 on logits; reduced
+precisions are judged on top-1 agreement, their max abs diff is recorded).
+
+Timing: this CPU's speed drifts by up to 25% within seconds, so contenders are always
+interleaved in one process (round-robin, the order rotated every round), warm-up runs
+excluded, and medians / p90 reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dna_zoo.export.inputs import ImageSet
+from dna_zoo.export.runners import Runner
+
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 5e-2
+MIN_AGREEMENT = 0.99  # reduced precision: at most 1% of top-1 predictions may change
+
+
+def default_tolerance(precision: str) -> float:
+    return FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
+
+
+def parity(
+    reference: np.ndarray,
+    runner: Runner,
+    images: ImageSet,
+    *,
+    precision: str = "fp32",
+    tolerance: float | None = None,
+) -> dict[str, Any]:
+    """Compare ``runner`` on ``images`` with the torch logits ``reference``."""
+    out = runner(images.x)
+    diff = float(np.max(np.abs(out.astype(np.float64) - reference.astype(np.float64))))
+    agree = float(np.mean(out.argmax(1) == reference.argmax(1)))
+    tol = default_tolerance(precision) if tolerance is None else float(tolerance)
+    if precision == "fp32":
+        passed = diff <= tol
+        rule = f"max abs diff <= {tol:g}"
+    else:
+        passed = agree >= MIN_AGREEMENT
+        rule = f"top-1 agreement >= {MIN_AGREEMENT:.0%} (max abs diff recorded, not judged)"
+    result: dict[str, Any] = {
+        "reference": "torch fp32 eager",
+        "images": images.source,
+        "n_images": len(images.labels),
+        "max_abs_diff": diff,
+        "max_abs_logit": float(np.max(np.abs(reference))),
+        "top1_agreement": agree,
+        "tolerance": tol,
+        "rule": rule,
+        "passed": bool(passed),
+    }
+    if images.labelled:
+        labels = np.asarray(images.labels)
+        result["top1_accuracy"] = float(np.mean(out.argmax(1) == labels))
+        result["top1_accuracy_torch"] = float(np.mean(reference.argmax(1) == labels))
+    return result
+
+
+def time_interleaved(
+    runners: Mapping[str, Runner],
+    x: np.ndarray,
+    *,
+    rounds: int = 5,
+    runs: int = 10,
+    warmup: int = 3,
+) -> dict[str, dict[str, float]]:
+    """Latency of each runner on ``x``, interleaved: median / p90 / mean in ms, throughput."""
+    names = list(runners)
+    for name in names:
+        for _ in range(warmup):
+            runners[name](x)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            fn = runners[name]
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn(x)
+                samples[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, s in samples.items():
+        a = np.asarray(s) * 1000
+        med = float(np.median(a))
+        out[name] = {
+            "batch": int(x.shape[0]),
+            "median_ms": med,
+            "p90_ms": float(np.percentile(a, 90)),
+            "mean_ms": float(a.mean()),
+            "throughput_ips": float(x.shape[0] / (med / 1000)) if med > 0 else 0.0,
+            "samples": len(a),
+            "threads": runners[name].threads,
+        }
+    return out
