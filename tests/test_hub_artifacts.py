@@ -83,3 +83,40 @@ def test_external_data_travels_with_its_artifact(hub, tmp_path):
         "model.onnx.manifest.json",
     ]
     assert (out / "onnx" / "model.onnx.data").read_bytes() == b"\0" * 1000
+
+
+def test_with_onnx_exports_checks_and_pushes_the_artifact(hub, tmp_path):
+    """`--with onnx` runs the real exporter (parity against torch on real images), then
+    pushes the ONNX file with its manifest; the pulled file runs in ONNX Runtime."""
+    import numpy as np
+    import onnxruntime as ort
+    import timm
+    import torch
+
+    result = write_search_result(tmp_path / "best.json")
+    w = random_weights(tmp_path / "w.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
+    args = ["hub", "push", str(result), "--weights", str(w), "--repo", REPO, "--with", "onnx", "--quiet"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    files = hub.state.repos[REPO].head.files
+    onnx_files = [p for p in files if p.startswith("onnx/") and p.endswith(".onnx")]
+    assert len(onnx_files) == 1
+    manifest = json.loads(files[onnx_files[0] + ".manifest.json"])
+    assert manifest["format"] == "onnx" and manifest["parity"]["passed"] is True
+    assert "onnx" in files["README.md"].decode()
+
+    out = tmp_path / "pulled"
+    r = runner.invoke(app, ["hub", "pull", REPO, "--artifact", "onnx", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    onnx_path = next((out / "onnx").glob("*.onnx"))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    model = timm.create_model("dna_net", arch=tiny_encoding(), num_classes=10)
+    from dna_zoo.weights import load_weights
+
+    load_weights(model, w).eval()
+    shape = [d if isinstance(d, int) else 2 for d in sess.get_inputs()[0].shape]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.abs(got - expected).max() < 1e-4
