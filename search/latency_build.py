@@ -302,13 +302,16 @@ def calibration_networks(space: SearchSpace, *, include_published: bool) -> list
     return nets
 
 
-def fit_calibration(sums: Sequence[float], measured: Sequence[float], names: Sequence[str]) -> Calibration:
+def fit_calibration(
+    sums: Sequence[float], measured: Sequence[float], networks: Sequence[ArchEncoding]
+) -> Calibration:
     """measured = scale x sum + overhead by least squares; a fixed overhead only (scale 1)
-    when too few networks or an implausible slope make the two-parameter fit unsafe."""
+    when too few networks or an implausible slope make the two-parameter fit unsafe. The
+    networks are recorded (with their architectures, so they can be measured again)."""
     n = len(sums)
     nets = tuple(
-        {"name": nm, "sum_ms": round(s, 4), "measured_ms": round(m, 4)}
-        for nm, s, m in zip(names, sums, measured, strict=True)
+        {"name": enc.name or "", "sum_ms": round(s, 4), "measured_ms": round(m, 4), "arch": enc.to_dict()}
+        for enc, s, m in zip(networks, sums, measured, strict=True)
     )
     if n == 0:
         return Calibration()
@@ -417,7 +420,7 @@ def build_table(
             from dna_zoo.search.latency_predict import summed_ms
 
             sums = [summed_ms(table, enc) for enc in nets]
-            table.calibration = fit_calibration(sums, measured, [n.name or "" for n in nets])
+            table.calibration = fit_calibration(sums, measured, nets)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table.meta["build_seconds"] = round(spent + time.perf_counter() - t0, 1)

@@ -245,6 +245,8 @@ def validate(
     rows = [
         ("table prediction", m),
     ]
+    if report.drift:
+        rows.append(("table, machine drift taken out", report.drift["metrics_drift_corrected"]))
     if report.estimator and "raw" in report.estimator:
         rows += [
             ("roofline estimate", report.estimator["raw"]),
@@ -269,6 +271,11 @@ def validate(
         f"mean {r['mean_abs_pct_diff_between_passes']:.2f}%, "
         f"max {r['max_abs_pct_diff_between_passes']:.2f}%"
     )
+    if report.drift:
+        console.print(
+            f"machine speed now vs at build time: x{report.drift['machine_speed_ratio_now_vs_build']:.3f} "
+            f"({report.drift['reference_networks']} calibration networks measured again)"
+        )
     console.print(f"wrote {js} and {png}")
 
 
