@@ -93,7 +93,8 @@ def main() -> None:
         print("roofline estimator on this CPU (specs measured by micro-benchmark):")
         print(f"  raw:            mean |error| {e['mean_abs_pct_error']:.1f}%, rho {e['spearman_rho']:.3f}")
         print(
-            f"  x one scale ({report.estimator['median_measured_over_estimated']:.2f}): "
+            f"  x one scale ({report.estimator['median_measured_over_estimated']:.2f}, fitted on these same "
+            "networks: shape only): "
             f"mean |error| {s['mean_abs_pct_error']:.1f}%, within ±10% {100 * s['within_10pct']:.0f}%"
         )
     summary = {
