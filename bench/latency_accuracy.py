@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true", help="measure the table again (times the full build)")
     ap.add_argument("--skip-build", action="store_true", help="use the cached table")
     ap.add_argument("--no-pin", action="store_true", help="do not pin ORT worker threads")
+    ap.add_argument("--per-session-pool", action="store_true", help="one ORT thread pool per session")
     ap.add_argument("--out", default="/tmp/dna-latency-bench", help="folder for validation.json / .png")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -48,7 +49,13 @@ def main() -> None:
         table = LatencyTable.load(complete_path(spec), expect=spec)
         built_now = False
     else:
-        table = build_table(space, spec, rebuild=args.rebuild, pin_threads=not args.no_pin)
+        table = build_table(
+            space,
+            spec,
+            rebuild=args.rebuild,
+            pin_threads=not args.no_pin,
+            shared_pool=not args.per_session_pool,
+        )
         built_now = args.rebuild
     build_s = time.perf_counter() - t0
     cal = table.calibration
@@ -61,7 +68,7 @@ def main() -> None:
         print(f"  table loaded; its recorded build time: {recorded} s")
 
     t1 = time.perf_counter()
-    report = validate(table, space, samples=args.samples, seed=args.seed, pin_threads=not args.no_pin)
+    report = validate(table, space, samples=args.samples, seed=args.seed)
     val_s = time.perf_counter() - t1
     js, png = save_report(report, args.out, force=True)
     m, r = report.metrics, report.repeatability

@@ -352,10 +352,12 @@ def resolve_spec(
     return TableSpec(profile.name, rt, precision, batch, input_size, threads, in_chans, num_classes)
 
 
-def make_runtime(spec: TableSpec, *, pin_threads: bool = True) -> Runtime:
+def make_runtime(spec: TableSpec, *, pin_threads: bool = True, shared_pool: bool = True) -> Runtime:
     rt = get_runtime(
         spec.runtime,
-        RuntimeOptions(precision=spec.precision, threads=spec.threads, pin_threads=pin_threads),
+        RuntimeOptions(
+            precision=spec.precision, threads=spec.threads, pin_threads=pin_threads, shared_pool=shared_pool
+        ),
         device="cpu" if get_device(spec.device).kind == "cpu" else "gpu",
     )
     rt.check()
@@ -373,6 +375,7 @@ def build_table(
     calibration_timing: TimingConfig | None = None,
     calibrate: bool = True,
     pin_threads: bool = True,
+    shared_pool: bool = True,
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     rebuild: bool = False,
@@ -385,7 +388,9 @@ def build_table(
     """
     if copies < 2:
         raise ConfigError(f"copies must be >= 2 for a marginal cost, got {copies}")
-    runtime = make_runtime(spec, pin_threads=pin_threads)  # not installed: say so first
+    runtime = make_runtime(
+        spec, pin_threads=pin_threads, shared_pool=shared_pool
+    )  # not installed: say so first
     identity: DeviceIdentity = identify(get_device(spec.device))
     items = items_for(space, spec, include_published=include_published, networks=networks)
     final = Path(out) if out else complete_path(spec, cache_dir)

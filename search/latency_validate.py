@@ -113,7 +113,8 @@ def validate(
     seed: int = VALIDATION_SEED,
     timing: TimingConfig | None = None,
     estimator: bool = True,
-    pin_threads: bool = True,
+    pin_threads: bool | None = None,
+    shared_pool: bool | None = None,
     progress: Reporter | None = None,
 ) -> ValidationReport:
     """Measure ``samples`` random networks of ``space`` and compare with the table's predictions."""
@@ -131,7 +132,12 @@ def validate(
     # The table's calibration networks, measured again in the same rounds: how fast the
     # machine is NOW compared with when the table was built (entries are not touched).
     refs = [(n, load_encoding(n["arch"])) for n in table.calibration.networks if "arch" in n]
-    runtime = make_runtime(spec, pin_threads=pin_threads)
+    built_with = table.method.get("runtime_options", {})  # measure as the table was measured
+    runtime = make_runtime(
+        spec,
+        pin_threads=built_with.get("pin_threads", True) if pin_threads is None else pin_threads,
+        shared_pool=built_with.get("shared_pool", True) if shared_pool is None else shared_pool,
+    )
     work = Path(tempfile.mkdtemp(prefix="dna-validate-"))
     try:
         passes = measure_networks(
