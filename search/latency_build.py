@@ -302,13 +302,16 @@ def calibration_networks(space: SearchSpace, *, include_published: bool) -> list
     return nets
 
 
-def fit_calibration(sums: Sequence[float], measured: Sequence[float], names: Sequence[str]) -> Calibration:
+def fit_calibration(
+    sums: Sequence[float], measured: Sequence[float], networks: Sequence[ArchEncoding]
+) -> Calibration:
     """measured = scale x sum + overhead by least squares; a fixed overhead only (scale 1)
-    when too few networks or an implausible slope make the two-parameter fit unsafe."""
+    when too few networks or an implausible slope make the two-parameter fit unsafe. The
+    networks are recorded (with their architectures, so they can be measured again)."""
     n = len(sums)
     nets = tuple(
-        {"name": nm, "sum_ms": round(s, 4), "measured_ms": round(m, 4)}
-        for nm, s, m in zip(names, sums, measured, strict=True)
+        {"name": enc.name or "", "sum_ms": round(s, 4), "measured_ms": round(m, 4), "arch": enc.to_dict()}
+        for enc, s, m in zip(networks, sums, measured, strict=True)
     )
     if n == 0:
         return Calibration()
@@ -349,10 +352,12 @@ def resolve_spec(
     return TableSpec(profile.name, rt, precision, batch, input_size, threads, in_chans, num_classes)
 
 
-def make_runtime(spec: TableSpec, *, pin_threads: bool = True) -> Runtime:
+def make_runtime(spec: TableSpec, *, pin_threads: bool = True, shared_pool: bool = True) -> Runtime:
     rt = get_runtime(
         spec.runtime,
-        RuntimeOptions(precision=spec.precision, threads=spec.threads, pin_threads=pin_threads),
+        RuntimeOptions(
+            precision=spec.precision, threads=spec.threads, pin_threads=pin_threads, shared_pool=shared_pool
+        ),
         device="cpu" if get_device(spec.device).kind == "cpu" else "gpu",
     )
     rt.check()
@@ -370,6 +375,7 @@ def build_table(
     calibration_timing: TimingConfig | None = None,
     calibrate: bool = True,
     pin_threads: bool = True,
+    shared_pool: bool = True,
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     rebuild: bool = False,
@@ -382,7 +388,9 @@ def build_table(
     """
     if copies < 2:
         raise ConfigError(f"copies must be >= 2 for a marginal cost, got {copies}")
-    runtime = make_runtime(spec, pin_threads=pin_threads)  # not installed: say so first
+    runtime = make_runtime(
+        spec, pin_threads=pin_threads, shared_pool=shared_pool
+    )  # not installed: say so first
     identity: DeviceIdentity = identify(get_device(spec.device))
     items = items_for(space, spec, include_published=include_published, networks=networks)
     final = Path(out) if out else complete_path(spec, cache_dir)
@@ -417,7 +425,7 @@ def build_table(
             from dna_zoo.search.latency_predict import summed_ms
 
             sums = [summed_ms(table, enc) for enc in nets]
-            table.calibration = fit_calibration(sums, measured, [n.name or "" for n in nets])
+            table.calibration = fit_calibration(sums, measured, nets)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table.meta["build_seconds"] = round(spent + time.perf_counter() - t0, 1)

@@ -36,6 +36,8 @@ class RuntimeOptions:
     precision: str = "fp32"
     threads: int | None = None
     pin_threads: bool = True
+    #: ORT: one process-wide thread pool for all sessions (else one pool per session)
+    shared_pool: bool = True
     device_index: int = 0
 
 
@@ -84,7 +86,12 @@ class Runtime(ABC):
 
     def describe_options(self) -> dict:
         o = self.options
-        return {"threads": o.threads, "pin_threads": o.pin_threads, "precision": o.precision}
+        return {
+            "threads": o.threads,
+            "pin_threads": o.pin_threads,
+            "shared_pool": o.shared_pool,
+            "precision": o.precision,
+        }
 
 
 def _Copies(parts, n_inputs: int):
@@ -184,7 +191,7 @@ class OnnxRuntimeCPU(OnnxRuntimeBase):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        if _shared_pool(threads):
+        if self.options.shared_pool and _shared_pool(threads):
             # One thread pool for every session of this process, as an application with one
             # model has: sessions timed in turn do not fight with each other's spinning workers.
             so.use_per_session_threads = False

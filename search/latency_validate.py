@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dna_zoo.arch import load_encoding
 from dna_zoo.errors import ConfigError, OutputExistsError
 from dna_zoo.progress import Reporter
 from dna_zoo.search.latency_build import (
@@ -87,6 +88,9 @@ class ValidationReport:
     metrics: dict[str, float]
     repeatability: dict[str, float]
     estimator: dict[str, Any] | None = None
+    #: the machine's speed now vs at build time (the table's calibration networks measured
+    #: again in the same rounds) and the errors once that drift is taken out
+    drift: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +100,7 @@ class ValidationReport:
             "metrics": self.metrics,
             "repeatability": self.repeatability,
             "estimator": self.estimator,
+            "drift": self.drift,
             "networks": self.networks,
         }
 
@@ -108,7 +113,8 @@ def validate(
     seed: int = VALIDATION_SEED,
     timing: TimingConfig | None = None,
     estimator: bool = True,
-    pin_threads: bool = True,
+    pin_threads: bool | None = None,
+    shared_pool: bool | None = None,
     progress: Reporter | None = None,
 ) -> ValidationReport:
     """Measure ``samples`` random networks of ``space`` and compare with the table's predictions."""
@@ -123,13 +129,28 @@ def validate(
     rng = random.Random(seed)
     nets = [random_network(space, rng, name=f"random{i}") for i in range(samples)]
     predicted = [predict(table, enc).total_ms for enc in nets]  # missing entries fail before measuring
-    runtime = make_runtime(spec, pin_threads=pin_threads)
+    # The table's calibration networks, measured again in the same rounds: how fast the
+    # machine is NOW compared with when the table was built (entries are not touched).
+    refs = [(n, load_encoding(n["arch"])) for n in table.calibration.networks if "arch" in n]
+    built_with = table.method.get("runtime_options", {})  # measure as the table was measured
+    runtime = make_runtime(
+        spec,
+        pin_threads=built_with.get("pin_threads", True) if pin_threads is None else pin_threads,
+        shared_pool=built_with.get("shared_pool", True) if shared_pool is None else shared_pool,
+    )
     work = Path(tempfile.mkdtemp(prefix="dna-validate-"))
     try:
-        passes = measure_networks(nets, spec, runtime, work, timing=timing, passes=2, progress=progress)
+        passes = measure_networks(
+            nets + [enc for _, enc in refs], spec, runtime, work, timing=timing, passes=2, progress=progress
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    a, b = passes
+    a, b = (p[:samples] for p in passes)
+    drift = None
+    if refs:
+        now = [(x + y) / 2 for x, y in zip(passes[0][samples:], passes[1][samples:], strict=True)]
+        ratio = statistics.median(m / n["measured_ms"] for (n, _), m in zip(refs, now, strict=True))
+        drift = {"machine_speed_ratio_now_vs_build": round(ratio, 4), "reference_networks": len(refs)}
     measured = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
     rep = [100.0 * abs(x - y) / ((x + y) / 2) for x, y in zip(a, b, strict=True)]
     rows = [
@@ -146,6 +167,10 @@ def validate(
     est = None
     if estimator:
         est = _estimator_error(space, table, nets, measured, rows)
+    if drift is not None:
+        drift["metrics_drift_corrected"] = error_metrics(
+            [p * drift["machine_speed_ratio_now_vs_build"] for p in predicted], measured
+        )
     return ValidationReport(
         table={
             "describe": table.describe(),
@@ -160,6 +185,7 @@ def validate(
             "max_abs_pct_diff_between_passes": round(max(rep), 3),
         },
         estimator=est,
+        drift=drift,
         settings={"samples": samples, "seed": seed, "space": space.name, "passes": 2},
     )
 

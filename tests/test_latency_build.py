@@ -126,6 +126,8 @@ def test_validate_writes_json_and_png(built, tmp_path):
     assert m["n"] == 4 and 0 <= m["within_10pct"] <= 1 and -1 <= m["spearman_rho"] <= 1
     assert report.repeatability["mean_abs_pct_diff_between_passes"] >= 0
     assert report.estimator and report.estimator["raw"]["n"] == 4
+    assert report.drift and report.drift["reference_networks"] == 4  # the calibration networks, again
+    assert report.drift["machine_speed_ratio_now_vs_build"] > 0
     js, png = save_report(report, tmp_path / "val")
     assert json.loads(js.read_text())["metrics"] == m
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

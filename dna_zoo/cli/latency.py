@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, print_table, reporter
 from dna_zoo.errors import ConfigError, MissingDependencyError
@@ -179,7 +180,7 @@ def build(
         return
     cal = table.calibration
     console.print(f"latency table: {path}")
-    console.print(f"  {table.describe()}  {len(table.entries)} entries")
+    console.print(escape(f"  {table.describe()}  {len(table.entries)} entries"))
     console.print(f"  {table.source}")
     if not table.estimated:
         console.print(
@@ -241,10 +242,12 @@ def validate(
         print_json({"json": str(js), "plot": str(png), **report.to_dict()})
         return
     m, r = report.metrics, report.repeatability
-    console.print(f"{table.describe()}  {samples} random networks of space '{sp.name}'")
+    console.print(escape(f"{table.describe()}  {samples} random networks of space '{sp.name}'"))
     rows = [
         ("table prediction", m),
     ]
+    if report.drift:
+        rows.append(("table, machine drift taken out", report.drift["metrics_drift_corrected"]))
     if report.estimator and "raw" in report.estimator:
         rows += [
             ("roofline estimate", report.estimator["raw"]),
@@ -269,6 +272,11 @@ def validate(
         f"mean {r['mean_abs_pct_diff_between_passes']:.2f}%, "
         f"max {r['max_abs_pct_diff_between_passes']:.2f}%"
     )
+    if report.drift:
+        console.print(
+            f"machine speed now vs at build time: x{report.drift['machine_speed_ratio_now_vs_build']:.3f} "
+            f"({report.drift['reference_networks']} calibration networks measured again)"
+        )
     console.print(f"wrote {js} and {png}")
 
 
@@ -309,4 +317,4 @@ def predict(
         ["part", "ms"],
         [(k, f"{v:.3f}") for k, v in pred.stages.items()] + [("total" + tag, f"{pred.total_ms:.3f}")],
     )
-    console.print(f"[dim]{pred.source}; {table.describe()}[/dim]")
+    console.print(f"[dim]{escape(pred.source)}; {escape(table.describe())}[/dim]")
