@@ -1,0 +1,179 @@
+"""`dna search`: the lowest-rated network within latency / MACs / params budgets."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import typer
+
+from dna_zoo.cli.common import JsonOpt, QuietOpt, console, err_console, print_json, print_table, reporter
+from dna_zoo.errors import ConfigError, OutputExistsError
+
+_SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}
+
+
+def parse_budget(text: str, *, what: str, unit: str = "") -> float:
+    """A positive budget such as ``400M``, ``5M``, ``1.5G``, ``20`` or ``20ms``."""
+    s = str(text).strip()
+    if unit and s.endswith(unit):
+        s = s[: -len(unit)].strip()
+    m = re.fullmatch(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMGB]?)", s)
+    if not m:
+        raise ConfigError(
+            f"cannot read the {what} budget '{text}'",
+            hint="use a number with an optional k/M/G suffix, e.g. 400M",
+        )
+    value = float(m.group(1)) * _SUFFIX[m.group(2)]
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"the {what} budget must be positive, got '{text}'")
+    return value
+
+
+def _fmt(name: str, value: float) -> str:
+    if name == "latency":
+        return f"{value:.3f} ms"
+    if name == "params":
+        return f"{value / 1e6:.3f}M"
+    if name == "macs":
+        return f"{value / 1e6:.1f}M"
+    return f"{value:g}"
+
+
+def search(
+    ratings: Path | None = typer.Option(None, "--ratings", help="Ratings file from `dna supernet rate`."),
+    latency_ms: float | None = typer.Option(None, "--latency-ms", help="Latency budget in milliseconds."),
+    device: str | None = typer.Option(
+        None, "--device", help="Device of the latency table (cpu, jetson, ...)."
+    ),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="Runtime of the latency table (onnxruntime, ...)."
+    ),
+    precision: str = typer.Option("fp32", "--precision", help="Precision of the latency table."),
+    batch: int = typer.Option(1, "--batch", help="Batch size of the latency table."),
+    threads: int | None = typer.Option(None, "--threads", help="Threads of the latency table."),
+    force_table: bool = typer.Option(
+        False, "--force-table", help="Use a latency table even if it was made for another setting."
+    ),
+    macs: str | None = typer.Option(None, "--macs", help="MACs budget, e.g. 400M."),
+    mac_convention: str = typer.Option(
+        "conv_linear", "--mac-convention", help="conv_linear (conv+linear multiply-adds) or all."
+    ),
+    params: str | None = typer.Option(None, "--params", help="Parameter budget, e.g. 5M."),
+    input_size: int = typer.Option(224, "--input-size", help="Input resolution the costs are taken at."),
+    num_classes: int = typer.Option(1000, "--num-classes", help="Classifier size the costs are taken at."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory (default: next to the ratings)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing best.json / pareto.png."),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Find the lowest-rated network within the budgets; write best.json and pareto.png."""
+    from dna_zoo.search.constrained import Constraint, constrained_search
+    from dna_zoo.search.cost import MacsCost, ParamsCost
+    from dna_zoo.search.plot import pareto_plot
+    from dna_zoo.search.ratings import Ratings
+
+    if ratings is None:
+        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json")
+    if input_size < 8 or num_classes < 0:
+        raise ConfigError(f"invalid input size {input_size} / number of classes {num_classes}")
+    if latency_ms is None and (device or runtime):
+        raise ConfigError("--device/--runtime need a latency budget", hint="add --latency-ms")
+    constraint_texts = [latency_ms is not None, macs is not None, params is not None]
+    if not any(constraint_texts):
+        raise ConfigError(
+            "give at least one budget", hint="--latency-ms 20 --device cpu, --macs 400M or --params 5M"
+        )
+    out_dir = out if out is not None else Path(ratings).parent
+    best_path, plot_path = out_dir / "best.json", out_dir / "pareto.png"
+    if not force:
+        for p in (best_path, plot_path):
+            if p.exists():
+                raise OutputExistsError(p)
+    r = Ratings.load(ratings)
+    kw = dict(input_size=input_size, num_classes=num_classes)
+    constraints = []
+    if latency_ms is not None:
+        if not math.isfinite(latency_ms) or latency_ms <= 0:
+            raise ConfigError(f"the latency budget must be positive, got {latency_ms} ms")
+        if not device:
+            raise ConfigError("a latency budget needs a device", hint="add --device cpu (or jetson, ...)")
+        model = latency_model(
+            r.space, device=device, runtime=runtime, precision=precision, batch=batch,
+            input_size=input_size, threads=threads, force=force_table,
+        )  # fmt: skip
+        if getattr(model, "estimated", False):
+            err_console.print(
+                f"[yellow]warning:[/yellow] latency on '{device}' is ESTIMATED, not measured "
+                f"({model.source}); measure a table on the device with `dna latency build --device {device}`"
+            )
+        constraints.append(Constraint(model, latency_ms))
+    if macs is not None:
+        constraints.append(
+            Constraint(MacsCost(r.space, convention=mac_convention, **kw), parse_budget(macs, what="MACs"))
+        )
+    if params is not None:
+        constraints.append(Constraint(ParamsCost(r.space, **kw), parse_budget(params, what="params")))
+    result = constrained_search(
+        r, constraints, ratings_path=str(ratings), progress=reporter(quiet or json_out)
+    )
+    result.save(best_path)
+    pareto_plot(result, plot_path)
+    summary = summarize(result, best_path, plot_path)
+    if json_out:
+        print_json(summary)
+        return
+    show_summary(summary)
+
+
+def latency_model(space, **kwargs):
+    """The latency cost model (from the latency-table module, imported lazily)."""
+    try:
+        from dna_zoo.search.latency_cost import latency_cost_model
+    except ImportError as e:
+        raise ConfigError(
+            "latency tables are not available in this dna-zoo build",
+            hint="use --macs or --params, or install a dna-zoo with latency tables",
+        ) from e
+    if kwargs.get("runtime") is None:
+        kwargs.pop("runtime")
+    return latency_cost_model(space, **kwargs)
+
+
+def summarize(result, best_path: Path, plot_path: Path) -> dict:
+    return {
+        "best": str(best_path),
+        "plot": str(plot_path),
+        "name": result.arch.name,
+        "arch_def": result.arch.to_arch_def(),
+        "candidates": list(result.candidates),
+        "rating": result.rating,
+        "costs": [c.to_dict() for c in result.costs],
+        "params": result.params,
+        "macs": result.macs,
+        "input_size": result.input_size,
+        "front_points": len(result.front),
+        "references": [ref.to_dict() for ref in result.references],
+        "seconds": result.meta.get("seconds", {}),
+    }
+
+
+def show_summary(s: dict) -> None:
+    rows = [("rating", f"{s['rating']:.5f}")]
+    for c in s["costs"]:
+        budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
+        est = " ESTIMATED" if c["estimated"] else ""
+        rows.append((c["name"], f"{_fmt(c['name'], c['value'])}{budget} [{c['source']}{est}]"))
+    rows += [
+        ("params (analytic)", f"{s['params']:,}"),
+        ("MACs conv+linear", f"{s['macs']['conv_linear'] / 1e6:.1f}M at {s['input_size']}px"),
+        ("MACs all", f"{s['macs']['all'] / 1e6:.1f}M (conv+linear plus BN/activation elements)"),
+        ("Pareto front", f"{s['front_points']} networks along {s['costs'][0]['name']}"),
+        ("solver time", f"{sum(s['seconds'].values()):.3f} s"),
+    ]
+    print_table("dna search: chosen network", ["", "value"], rows)
+    console.print("arch_def:")
+    for stage in s["arch_def"]:
+        console.print("  " + ", ".join(stage))
+    console.print(f"wrote {s['best']} and {s['plot']}")
