@@ -330,13 +330,18 @@ def _check_budgets(problem: KnapsackProblem, budgets: Sequence[float | None]) ->
     return out
 
 
+def fmt_number(v: float) -> str:
+    """Costs in messages: exact counts for big numbers (params, MACs), 6 digits otherwise (ms)."""
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.6g}"
+
+
 def _infeasible(problem: KnapsackProblem, budgets: Sequence[float]) -> InfeasibleBudgetError:
     smallest = dict(zip(problem.cost_names, problem.smallest_costs(), strict=True))
     over = [n for n, b in zip(problem.cost_names, budgets, strict=True) if smallest[n] > b]
     if over:
         parts = [
-            f"{n} budget {budgets[problem.cost_names.index(n)]:.6g} is below the smallest achievable "
-            f"{smallest[n]:.6g}"
+            f"{n} budget {fmt_number(budgets[problem.cost_names.index(n)])} is below the smallest "
+            f"achievable {fmt_number(smallest[n])}"
             for n in over
         ]
         return InfeasibleBudgetError(
@@ -346,7 +351,7 @@ def _infeasible(problem: KnapsackProblem, budgets: Sequence[float]) -> Infeasibl
         )
     return InfeasibleBudgetError(
         "no network of the space fits all budgets at once (each alone is achievable: "
-        + ", ".join(f"smallest {n} {v:.6g}" for n, v in smallest.items())
+        + ", ".join(f"smallest {n} {fmt_number(v)}" for n, v in smallest.items())
         + ")",
         smallest=smallest,
         hint="relax one of the budgets",

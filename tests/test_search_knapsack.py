@@ -112,7 +112,7 @@ def test_infeasible_budget_names_the_smallest_cost():
     with pytest.raises(InfeasibleBudgetError) as e:
         solve(problem, [smallest * 0.99])
     assert e.value.smallest["c0"] == pytest.approx(smallest)
-    assert f"{smallest:.6g}" in str(e.value)
+    assert f"{smallest:.6g}" in str(e.value)  # small numbers: 6 significant digits
     # exactly the smallest cost is feasible
     assert solve(problem, [smallest]).costs[0] == pytest.approx(smallest)
 

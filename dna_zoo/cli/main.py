@@ -13,6 +13,7 @@ import typer
 
 import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import retrain as retrain_cmd
 from dna_zoo.cli import search as search_cmd
 from dna_zoo.cli import zoo as zoo_cmd
 from dna_zoo.cli.common import DnaGroup
@@ -52,6 +53,7 @@ app.command("models")(zoo_cmd.models)
 app.command("info")(zoo_cmd.info)
 app.command("demo")(demo_cmd.demo)
 app.command("search")(search_cmd.search)
+app.command("retrain")(retrain_cmd.retrain)
 
 
 def main() -> None:
