@@ -33,6 +33,10 @@ class _TensorImages(torch.utils.data.Dataset):
         x = (self.images[i].float() / 255.0 - self.mean) / self.std
         return x, int(self.labels[i])
 
+    def batch(self, indices):
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return (self.images[idx].float() / 255.0 - self.mean) / self.std, self.labels[idx]
+
 
 def _idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:

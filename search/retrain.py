@@ -187,6 +187,18 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         ) from e
 
 
+def _batches(dataset, indices: list[int], batch_size: int, *, num_workers: int = 0) -> Iterator:
+    """(images, labels) batches of ``indices`` in order; whole-batch loading where the
+    dataset offers it (``dataset.batch(indices)``), else a DataLoader collating items."""
+    if hasattr(dataset, "batch") and num_workers == 0:
+        for i in range(0, len(indices), batch_size):
+            yield dataset.batch(indices[i : i + batch_size])
+        return
+    yield from torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers
+    )
+
+
 # --- the loop -------------------------------------------------------------------------------------
 def _kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
     return F.kl_div(
@@ -202,12 +214,10 @@ def evaluate(
 ) -> float:  # fmt: skip
     """Top-1 accuracy (%) of ``model`` on ``dataset`` (``(image, label)`` items)."""
     device = device or torch.device("cpu")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    n = len(dataset) if max_batches is None else min(len(dataset), max_batches * batch_size)
     model.eval()
     correct = total = 0
-    for i, (x, y) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
+    for x, y in _batches(dataset, list(range(n)), batch_size):
         x = x.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -336,12 +346,9 @@ def retrain(
         first = step - epoch * steps_per_epoch
         idx = _epoch_indices(n_train, seed=cfg.seed, epoch=epoch, dist=dist, batch=cfg.batch_size)
         idx = idx[first * cfg.batch_size : steps_per_epoch * cfg.batch_size]
-        loader = torch.utils.data.DataLoader(
-            train_set, batch_size=cfg.batch_size, sampler=idx, num_workers=cfg.num_workers, drop_last=True
-        )
         train_model.train()
         losses = []
-        batches: Iterator = iter(loader)
+        batches = _batches(train_set, idx, cfg.batch_size, num_workers=cfg.num_workers)
         for _ in rep.track(range(first, steps_per_epoch), f"retrain epoch {epoch + 1}/{cfg.epochs}"):
             x, y = next(batches)
             x, y = x.to(dist.device), y.to(dist.device)
