@@ -136,8 +136,10 @@ def latency_model(space, **kwargs):
             "latency tables are not available in this dna-zoo build",
             hint="use --macs or --params, or install a dna-zoo with latency tables",
         ) from e
-    if kwargs.get("runtime") is None:
-        kwargs.pop("runtime")
+    if kwargs.get("runtime") is None:  # the device's first (preferred) runtime
+        from dna_zoo.search.devices import get_device
+
+        kwargs["runtime"] = get_device(kwargs["device"]).runtimes[0]
     return latency_cost_model(space, **kwargs)
 
 
