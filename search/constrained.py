@@ -135,6 +135,9 @@ def _figure(m: CostModel, value: float, budget: float | None) -> CostFigure:
         v = getattr(m, attr, None)
         if v is not None and isinstance(v, (str, int, float)):
             details[attr] = v
+    spec = getattr(getattr(m, "table", None), "spec", None)  # latency: what the table was made for
+    if spec is not None and hasattr(spec, "to_dict"):
+        details.update({k: v for k, v in spec.to_dict().items() if v is not None})
     details["input_size"] = m.input_size
     return CostFigure(m.name, float(value), m.unit, str(m.source), bool(m.estimated), budget, details)
 

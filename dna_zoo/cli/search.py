@@ -61,21 +61,65 @@ def search(
         "conv_linear", "--mac-convention", help="conv_linear (conv+linear multiply-adds) or all."
     ),
     params: str | None = typer.Option(None, "--params", help="Parameter budget, e.g. 5M."),
-    input_size: int = typer.Option(224, "--input-size", help="Input resolution the costs are taken at."),
-    num_classes: int = typer.Option(1000, "--num-classes", help="Classifier size the costs are taken at."),
-    out: Path | None = typer.Option(None, "--out", help="Output directory (default: next to the ratings)."),
+    input_size: int | None = typer.Option(
+        None, "--input-size", help="Input resolution of the costs [224; with --data: 32]."
+    ),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="Classifier size of the costs [1000; with --data: the data's]."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output directory [next to the ratings; with --data: runs/search]."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing best.json / pareto.png."),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="Run the whole pipeline on this data ('builtin' or a folder) instead of --ratings.",
+    ),
+    space: str = typer.Option("small", "--space", help="[pipeline] search space: small, default or a .json."),
+    teacher: str = typer.Option("efficientnet_b0", "--teacher", help="[pipeline] teacher (timm name)."),
+    teacher_weights: str | None = typer.Option(
+        None, "--teacher-weights", help="[pipeline] teacher weights (default: trained on the built-in data)."
+    ),
+    epochs: int = typer.Option(1, "--epochs", help="[pipeline] supernet epochs."),
+    retrain_epochs: int = typer.Option(2, "--retrain-epochs", help="[pipeline] retrain epochs (0: skip)."),
+    baseline: bool = typer.Option(
+        True, "--baseline/--no-baseline", help="[pipeline] retrain a baseline too."
+    ),
     quiet: bool = QuietOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Find the lowest-rated network within the budgets; write best.json and pareto.png."""
+    """Find the lowest-rated network within the budgets; write best.json and pareto.png.
+
+    With --ratings: search a ratings file. With --data: run the whole pipeline (teacher,
+    supernet, rating, latency table, search, retrain) in a resumable run directory.
+    """
     from dna_zoo.search.constrained import Constraint, constrained_search
     from dna_zoo.search.cost import MacsCost, ParamsCost
     from dna_zoo.search.plot import pareto_plot
     from dna_zoo.search.ratings import Ratings
 
+    if data is not None:
+        if ratings is not None:
+            raise ConfigError("give --ratings or --data, not both")
+        from dna_zoo.search.pipeline import Budgets, PipelineConfig
+
+        cfg = PipelineConfig(
+            data=data, space=space, teacher=teacher, teacher_weights=teacher_weights,
+            input_size=input_size or 32, supernet_epochs=epochs, retrain_epochs=retrain_epochs,
+            baseline=baseline, num_classes=num_classes or 10,
+            budgets=Budgets(
+                latency_ms=latency_ms, device=device, runtime=runtime, precision=precision, threads=threads,
+                macs=None if macs is None else parse_budget(macs, what="MACs"),
+                params=None if params is None else parse_budget(params, what="params"),
+            ),
+        )  # fmt: skip
+        run_and_report(out or Path("runs/search"), cfg, quiet=quiet, json_out=json_out)
+        return
     if ratings is None:
-        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json")
+        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json, or --data builtin")
+    input_size = input_size or 224
+    num_classes = 1000 if num_classes is None else num_classes
     if input_size < 8 or num_classes < 0:
         raise ConfigError(f"invalid input size {input_size} / number of classes {num_classes}")
     if latency_ms is None and (device or runtime):
@@ -179,3 +223,55 @@ def show_summary(s: dict) -> None:
     for stage in s["arch_def"]:
         console.print("  " + ", ".join(stage))
     console.print(f"wrote {s['best']} and {s['plot']}")
+
+
+def run_and_report(run_dir: Path, cfg, *, quiet: bool, json_out: bool) -> dict:
+    """Run (or resume) the pipeline and print its report (shared by `dna search --data` and `dna demo`)."""
+    import time
+
+    from dna_zoo.search.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
+
+    def stage(msg: str) -> None:
+        if not (quiet or json_out):
+            err_console.print(f"[bold]== {msg}[/bold] [dim]({time.perf_counter() - t0:.0f} s)[/dim]")
+
+    report = run_pipeline(run_dir, cfg, progress=reporter(quiet or json_out), on_stage=stage)
+    if json_out:
+        print_json(report)
+    else:
+        show_report(report)
+    return report
+
+
+def show_report(r: dict) -> None:
+    s = r["search"]
+    rows = [("rating", f"{s['rating']:.4f} (sum of normalised block losses)")]
+    for c in s["costs"]:
+        budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
+        rows.append((f"predicted {c['name']}", f"{_fmt(c['name'], c['value'])}{budget}"))
+    rows.append(("params / MACs", f"{s['params']:,} / {s['macs']['conv_linear'] / 1e6:.1f}M (conv+linear)"))
+    lat = r.get("latency", {})
+    acc = r.get("retrain", {})
+    for name in ("searched", "baseline"):
+        if name in lat:
+            lv = lat[name]
+            rows.append(
+                (f"{name}: latency", f"predicted {lv['predicted_ms']:.3f} ms, "
+                 f"measured {lv['measured_ms']:.3f} ms ({lv['error_pct']:+.1f}%)")
+            )  # fmt: skip
+        if name in acc:
+            rows.append((f"{name}: top-1 after retrain", f"{acc[name]['top1']:.2f}%"))
+    if "teacher" in r and r["teacher"].get("top1") is not None:
+        rows.append(("teacher top-1", f"{r['teacher']['top1']:.2f}% ({r['teacher']['model']})"))
+    for n, e in r.get("export", {}).items():
+        rows.append((f"{n}: ONNX", f"{e['path']} (ORT vs torch max |diff| {e['max_abs_diff']:.1e})"))
+    rows.append(("time", ", ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items())))
+    print_table(f"DNA pipeline: {r['run_dir']}", ["", "value"], rows)
+    console.print("chosen architecture (arch_def):")
+    for stage in s["arch_def"]:
+        console.print("  " + ", ".join(stage))
+    if "baseline" in r:
+        console.print(f"baseline: {r['baseline']['how']}")
+    console.print(f"wrote {s['best']}, {s['plot']} and {r['run_dir']}/report.json")
