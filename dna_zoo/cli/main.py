@@ -15,6 +15,7 @@ import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
 from dna_zoo.cli import retrain as retrain_cmd
 from dna_zoo.cli import search as search_cmd
+from dna_zoo.cli import supernet as supernet_cmd
 from dna_zoo.cli import zoo as zoo_cmd
 from dna_zoo.cli.common import DnaGroup
 
@@ -54,6 +55,7 @@ app.command("info")(zoo_cmd.info)
 app.command("demo")(demo_cmd.demo)
 app.command("search")(search_cmd.search)
 app.command("retrain")(retrain_cmd.retrain)
+app.add_typer(supernet_cmd.app, name="supernet")
 
 
 def main() -> None:
