@@ -40,9 +40,9 @@ def data():
 
 def test_retrain_writes_weights_the_zoo_loads(data, tmp_path):
     train, val, info = data
-    assert info["num_classes"] == 10 and len(train) == 60000 and len(val) == 10000
+    assert info["num_classes"] == 10 and len(train) == 60000 and len(val) == 10000 and info["in_chans"] == 3
     res = retrain(
-        ARCH, train_set=train, eval_set=val, num_classes=10, in_chans=1, out_dir=tmp_path,
+        ARCH, train_set=train, eval_set=val, num_classes=10, in_chans=3, out_dir=tmp_path,
         config=RetrainConfig(epochs=1, **QUICK), data_info=info,
     )  # fmt: skip
     assert res.steps == 3 and 0.0 <= res.top1 <= 100.0 and res.kept in ("model", "ema")
@@ -62,7 +62,7 @@ def test_retrain_writes_weights_the_zoo_loads(data, tmp_path):
 def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path):
     train, val, _ = data
     cfg = RetrainConfig(epochs=2, **QUICK)
-    kw = dict(eval_set=val, num_classes=10, in_chans=1, config=cfg)
+    kw = dict(eval_set=val, num_classes=10, in_chans=3, config=cfg)
     full = retrain(ARCH, train_set=train, out_dir=tmp_path / "full", **kw)
 
     class Crash(torch.utils.data.Dataset):  # the process dies while reading batch 5
@@ -94,7 +94,7 @@ def test_cli_retrain_with_kd_teacher(data, tmp_path):
 
     from dna_zoo.weights import save_safetensors
 
-    teacher = timm.create_model("dna_net", arch=ARCH, num_classes=10, in_chans=1)
+    teacher = timm.create_model("dna_net", arch=ARCH, num_classes=10, in_chans=3)
     save_safetensors(teacher.state_dict(), tmp_path / "teacher.safetensors")
     arch_file = tmp_path / "best.json"
     arch_file.write_text(json.dumps({"arch": ARCH.to_dict()}))

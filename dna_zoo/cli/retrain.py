@@ -25,6 +25,7 @@ def retrain(
     opt: str = typer.Option("adamw", "--opt", help="timm optimizer name."),
     sched: str = typer.Option("cosine", "--sched", help="timm scheduler name."),
     input_size: int = typer.Option(32, "--input-size", help="Training resolution."),
+    in_chans: int = typer.Option(3, "--in-chans", help="Input channels (1 or 3; the teacher's)."),
     mixup: float = typer.Option(0.0, "--mixup", help="Mixup alpha (0: off)."),
     cutmix: float = typer.Option(0.0, "--cutmix", help="CutMix alpha (0: off)."),
     smoothing: float = typer.Option(0.1, "--smoothing", help="Label smoothing."),
@@ -55,7 +56,7 @@ def retrain(
         label_smoothing=smoothing, ema_decay=ema or None, kd_alpha=kd_alpha, max_steps_per_epoch=max_steps,
         seed=seed, eval_max_batches=eval_batches,
     )  # fmt: skip
-    train_set, eval_set, info = load_data(data, input_size=input_size)
+    train_set, eval_set, info = load_data(data, input_size=input_size, in_chans=in_chans)
     teacher_model = None
     if teacher is not None:
         teacher_model = load_teacher(teacher, teacher_weights, in_chans=info["in_chans"])
@@ -106,11 +107,33 @@ def retrain(
     console.print(f"wrote {res.weights} and {res.config}")
 
 
-def load_data(spec: str, *, input_size: int):
-    """Train/eval datasets and their description (one place to switch data sources)."""
-    from dna_zoo.search.interim_data import load_datasets
+def load_data(spec: str, *, input_size: int, in_chans: int = 3):
+    """Train/eval datasets (the supernet's data sources: built-in Fashion-MNIST or a folder
+    timm reads) and what the retrained model's config needs to know about them."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-    return load_datasets(spec, input_size=input_size)
+    from dna_zoo.search import data as dsrc
+
+    train = dsrc.open_dataset(spec, split="train", input_size=input_size, in_chans=in_chans)
+    val = dsrc.open_dataset(spec, split="val", input_size=input_size, in_chans=in_chans)
+    if dsrc.is_builtin(spec):
+        classes = list(dsrc.FASHION_MNIST_CLASSES)
+        mean, std = (dsrc.FASHION_MNIST_MEAN,) * in_chans, (dsrc.FASHION_MNIST_STD,) * in_chans
+    else:
+        reader = getattr(getattr(train.dataset, "dataset", train.dataset), "reader", None)
+        mapping = getattr(reader, "class_to_idx", None) or {}
+        classes = sorted(mapping, key=mapping.get)
+        if not classes:
+            raise ConfigError(
+                f"cannot tell the classes of {spec}", hint="use a folder with class sub-folders"
+            )
+        mean, std = IMAGENET_DEFAULT_MEAN[:in_chans], IMAGENET_DEFAULT_STD[:in_chans]
+    info = {
+        "name": "fashion-mnist" if dsrc.is_builtin(spec) else str(spec),
+        "num_classes": len(classes), "in_chans": in_chans, "input_size": input_size,
+        "mean": tuple(mean), "std": tuple(std), "classes": classes, "identity": train.identity,
+    }  # fmt: skip
+    return train.dataset, val.dataset, info
 
 
 def load_teacher(spec: str, weights: Path | None, *, in_chans: int):
