@@ -1,0 +1,101 @@
+"""How good are the latency tables? Build (or load) the cpu/onnxruntime table at 224x224 for
+the default space, then predict and measure 50 random networks of the space.
+
+Prints: prediction accuracy (mean |error| %, share within ±10%, max error, Spearman rho),
+the machine's own repeatability (two interleaved passes over the same networks), the
+roofline estimator's own error on this CPU, and the time to build the full default table.
+Targets (issue 3): >= 95% within ±10%, rho >= 0.95, full default table in <= 10 minutes.
+
+Run it alone on the machine (timing-sensitive):
+
+    flock -x /tmp/dna-cpu.lock .venv/bin/python bench/latency_accuracy.py --rebuild
+    flock -x /tmp/dna-cpu.lock .venv/bin/python bench/latency_accuracy.py --skip-build   # validate only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from dna_zoo.search.latency_build import build_table, resolve_spec
+from dna_zoo.search.latency_cache import complete_path
+from dna_zoo.search.latency_table import LatencyTable
+from dna_zoo.search.latency_validate import save_report, validate
+from dna_zoo.search.space import get_space
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--space", default="default")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rebuild", action="store_true", help="measure the table again (times the full build)")
+    ap.add_argument("--skip-build", action="store_true", help="use the cached table")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin ORT worker threads")
+    ap.add_argument("--out", default="/tmp/dna-latency-bench", help="folder for validation.json / .png")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    space = get_space(args.space)
+    spec = resolve_spec("cpu", "onnxruntime", input_size=args.input_size, threads=args.threads)
+    t0 = time.perf_counter()
+    if args.skip_build:
+        table = LatencyTable.load(complete_path(spec), expect=spec)
+        built_now = False
+    else:
+        table = build_table(space, spec, rebuild=args.rebuild, pin_threads=not args.no_pin)
+        built_now = args.rebuild
+    build_s = time.perf_counter() - t0
+    cal = table.calibration
+    print(f"table: {table.describe()}  {len(table.entries)} entries  ({complete_path(spec)})")
+    print(f"  calibration: {cal.method}: scale {cal.scale:.3f}, overhead {cal.overhead_ms:.3f} ms")
+    recorded = table.meta.get("build_seconds")
+    if built_now:
+        print(f"  full default table build: {build_s:.0f} s ({build_s / 60:.1f} min; target <= 10 min)")
+    else:
+        print(f"  table loaded; its recorded build time: {recorded} s")
+
+    t1 = time.perf_counter()
+    report = validate(table, space, samples=args.samples, seed=args.seed, pin_threads=not args.no_pin)
+    val_s = time.perf_counter() - t1
+    js, png = save_report(report, args.out, force=True)
+    m, r = report.metrics, report.repeatability
+    print(f"\nprediction over {m['n']} random networks of space '{space.name}' ({val_s:.0f} s):")
+    print(f"  mean |error|      {m['mean_abs_pct_error']:.2f}%   (median {m['median_abs_pct_error']:.2f}%)")
+    print(f"  within ±10%       {100 * m['within_10pct']:.0f}%   (target >= 95%)")
+    print(f"  max |error|       {m['max_abs_pct_error']:.2f}%")
+    print(f"  mean signed error {m['mean_signed_pct_error']:+.2f}%")
+    print(f"  Spearman rho      {m['spearman_rho']:.4f}   (target >= 0.95)")
+    print("machine repeatability, same networks measured in two interleaved passes:")
+    print(
+        f"  mean |diff| {r['mean_abs_pct_diff_between_passes']:.2f}%, "
+        f"max {r['max_abs_pct_diff_between_passes']:.2f}%"
+    )
+    if report.estimator and "raw" in report.estimator:
+        e, s = report.estimator["raw"], report.estimator["after_one_scale"]
+        print("roofline estimator on this CPU (specs measured by micro-benchmark):")
+        print(f"  raw:            mean |error| {e['mean_abs_pct_error']:.1f}%, rho {e['spearman_rho']:.3f}")
+        print(
+            f"  x one scale ({report.estimator['median_measured_over_estimated']:.2f}): "
+            f"mean |error| {s['mean_abs_pct_error']:.1f}%, within ±10% {100 * s['within_10pct']:.0f}%"
+        )
+    summary = {
+        "table": str(complete_path(spec)),
+        "entries": len(table.entries),
+        "build_seconds": round(build_s, 1) if built_now else recorded,
+        "calibration": cal.to_dict(),
+        "metrics": m,
+        "repeatability": r,
+        "estimator": report.estimator,
+    }
+    Path(args.out, "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nwrote {js}, {png}, {Path(args.out, 'summary.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""`dna latency devices | build | validate | predict`: hardware-aware latency tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, print_table, reporter
+from dna_zoo.errors import ConfigError, MissingDependencyError
+
+app = typer.Typer(
+    help="Latency tables: measure every layer on a device, predict whole networks, prove it.",
+    no_args_is_help=True,
+)
+
+DeviceOpt = typer.Option("cpu", "--device", "-d", help="Device name or alias (see `dna latency devices`).")
+RuntimeOpt = typer.Option(
+    None, "--runtime", "-r", help="onnxruntime (ort), torch, tensorrt (trt); default: the device's first."
+)
+PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 (what the runtime supports).")
+BatchOpt = typer.Option(1, "--batch", min=1, help="Batch size.")
+SizeOpt = typer.Option(224, "--input-size", min=8, help="Input resolution.")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="CPU threads (default: all this process may use).")
+SpaceOpt = typer.Option("default", "--space", help="Search space: default, small, or a space .json file.")
+ForceOpt = typer.Option(False, "--force", help="Use a table made for another device/setting anyway.")
+TableOpt = typer.Option(None, "--table", help="A table file to use instead of the cached one.")
+
+
+def _spec(device: str, runtime: str | None, precision: str, batch: int, input_size: int, threads: int | None):
+    from dna_zoo.search.devices import get_device
+    from dna_zoo.search.latency_build import resolve_spec
+
+    rt = runtime or get_device(device).runtimes[0]
+    return resolve_spec(device, rt, precision=precision, batch=batch, input_size=input_size, threads=threads)
+
+
+def _warn(msg: str) -> None:
+    typer.echo(f"warning: {msg}", err=True)
+
+
+@app.command("devices")
+def devices(json_out: bool = JsonOpt) -> None:
+    """Known devices and runtimes, and which measured tables this machine has cached."""
+    from dna_zoo.search.devices import known_devices
+    from dna_zoo.search.latency_cache import cached_tables, latency_dir
+    from dna_zoo.search.latency_runtimes import RUNTIMES
+    from dna_zoo.search.latency_table import LatencyTable, LatencyTableError
+
+    tables = []
+    for p in cached_tables():
+        try:
+            t = LatencyTable.load(p)
+            tables.append(
+                {
+                    "path": str(p),
+                    **t.spec.to_dict(),
+                    "entries": len(t.entries),
+                    "measured_on": t.device_identity.get("description"),
+                    "created": t.created,
+                }
+            )
+        except LatencyTableError as e:
+            tables.append({"path": str(p), "error": e.one_line()})
+    runtimes = {}
+    for name, cls in RUNTIMES.items():
+        try:
+            cls().check()
+            runtimes[name] = "installed"
+        except (MissingDependencyError, ConfigError) as e:
+            runtimes[name] = f"not usable here: {e.message}"
+    devs = [
+        p.to_dict() | {"measured_tables": sum(1 for t in tables if t.get("device") == p.name)}
+        for p in known_devices().values()
+    ]
+    if json_out:
+        print_json({"devices": devs, "runtimes": runtimes, "cache": str(latency_dir()), "tables": tables})
+        return
+    print_table(
+        "devices",
+        ["device", "aliases", "kind", "runtimes", "fp32 GFLOP/s", "fp16 GFLOP/s", "mem GB/s", "tables here"],
+        [
+            (
+                d["name"],
+                ", ".join(d["aliases"]),
+                d["kind"] + (" (local)" if d["local"] else ""),
+                ", ".join(d["runtimes"]),
+                d["peak_gflops"].get("fp32", "measured" if d["local"] else "-"),
+                d["peak_gflops"].get("fp16", "measured" if d["local"] else "-"),
+                d["memory_bandwidth_gbs"] or ("measured" if d["local"] else "-"),
+                d["measured_tables"],
+            )
+            for d in devs
+        ],
+    )
+    print_table("runtimes", ["runtime", "status"], runtimes.items())
+    if tables:
+        print_table(
+            f"measured tables in {latency_dir()}",
+            ["device", "runtime", "precision", "batch", "size", "threads", "entries", "measured on"],
+            [
+                (
+                    t.get("device", "?"),
+                    t.get("runtime", ""),
+                    t.get("precision", ""),
+                    t.get("batch", ""),
+                    t.get("input_size", ""),
+                    t.get("threads", ""),
+                    t.get("entries", t.get("error")),
+                    t.get("measured_on", ""),
+                )
+                for t in tables
+            ],
+        )
+    else:
+        console.print(
+            f"no measured tables in {latency_dir()} yet: "
+            "`dna latency build --device cpu --runtime onnxruntime`"
+        )
+    for d in devs:
+        if d["source"]:
+            console.print(f"[dim]{d['name']}: {d['source']}[/dim]")
+
+
+@app.command("build")
+def build(
+    device: str = DeviceOpt,
+    runtime: str | None = RuntimeOpt,
+    precision: str = PrecisionOpt,
+    batch: int = BatchOpt,
+    input_size: int = SizeOpt,
+    threads: int | None = ThreadsOpt,
+    space: str = SpaceOpt,
+    published: bool = typer.Option(
+        True, "--published/--no-published", help="Also measure DNA-a..d's layers."
+    ),
+    copies: int = typer.Option(4, "--copies", min=2, help="Copies of a layer in the k-copy graph."),
+    out: Path | None = typer.Option(None, "--out", help="Write the table here instead of the cache."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Measure everything again (drop cached entries)."),
+    estimate: bool = typer.Option(
+        False, "--estimate", help="Write a roofline estimate (needs --out); measures nothing."
+    ),
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Measure every layer configuration of a search space on THIS device (resumes a killed build)."""
+    from dna_zoo.search.latency_build import build_table, table_summary
+    from dna_zoo.search.latency_cache import complete_path
+    from dna_zoo.search.space import get_space
+
+    sp = get_space(space)
+    spec = _spec(device, runtime, precision, batch, input_size, threads)
+    if estimate:
+        from dna_zoo.search.latency_estimate import estimate_table, estimate_warning
+
+        if out is None:
+            raise ConfigError(
+                "--estimate writes a file: give --out PATH",
+                hint="estimates are never cached as measured tables",
+            )
+        table = estimate_table(sp, spec, include_published=published)
+        table.save(out)
+        _warn(estimate_warning(spec))
+        path = out
+    else:
+        table = build_table(
+            sp,
+            spec,
+            include_published=published,
+            copies=copies,
+            out=out,
+            rebuild=rebuild,
+            progress=reporter(quiet or json_out),
+        )
+        path = out or complete_path(spec)
+    summary = {"path": str(path), **table_summary(table)}
+    if json_out:
+        print_json(summary)
+        return
+    cal = table.calibration
+    console.print(f"latency table: {path}")
+    console.print(f"  {table.describe()}  {len(table.entries)} entries")
+    console.print(f"  {table.source}")
+    if not table.estimated:
+        console.print(
+            f"  calibration: {cal.method}: scale {cal.scale:.3f}, "
+            f"overhead {cal.overhead_ms:.3f} ms ({len(cal.networks)} networks)"
+        )
+        console.print(f"  build time: {table.meta.get('build_seconds', 0):.0f} s")
+
+
+@app.command("validate")
+def validate(
+    device: str = DeviceOpt,
+    runtime: str | None = RuntimeOpt,
+    precision: str = PrecisionOpt,
+    batch: int = BatchOpt,
+    input_size: int = SizeOpt,
+    threads: int | None = ThreadsOpt,
+    space: str = SpaceOpt,
+    samples: int = typer.Option(50, "--samples", min=2, help="Random networks to measure."),
+    seed: int = typer.Option(7, "--seed", help="Seed of the random networks."),
+    out: Path = typer.Option(
+        Path("latency-validation"), "--out", help="Folder for validation.json and validation.png."
+    ),
+    table_path: Path | None = TableOpt,
+    force: bool = ForceOpt,
+    estimator: bool = typer.Option(
+        True, "--estimator/--no-estimator", help="Also measure the roofline estimator's error."
+    ),
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Predicted vs measured latency of random networks of the space: errors, Spearman rho, plot."""
+    from dna_zoo.search.latency_cost import find_table
+    from dna_zoo.search.latency_validate import save_report
+    from dna_zoo.search.latency_validate import validate as run_validation
+    from dna_zoo.search.space import get_space
+
+    sp = get_space(space)
+    spec = _spec(device, runtime, precision, batch, input_size, threads)
+    table = find_table(spec, force=force, path=table_path)
+    if table is None:
+        raise ConfigError(
+            f"no measured latency table for {spec.device}/{spec.runtime}/{spec.precision} "
+            f"at {spec.input_size}px",
+            hint=f"build it first: dna latency build --device {spec.device} --runtime {spec.runtime} "
+            f"--precision {spec.precision}"
+            + (f" --input-size {spec.input_size}" if spec.input_size != 224 else ""),
+        )
+    for p in (out / "validation.json", out / "validation.png"):
+        if p.exists() and not force:
+            from dna_zoo.errors import OutputExistsError
+
+            raise OutputExistsError(p)
+    report = run_validation(
+        table, sp, samples=samples, seed=seed, estimator=estimator, progress=reporter(quiet or json_out)
+    )
+    js, png = save_report(report, out, force=force)
+    if json_out:
+        print_json({"json": str(js), "plot": str(png), **report.to_dict()})
+        return
+    m, r = report.metrics, report.repeatability
+    console.print(f"{table.describe()}  {samples} random networks of space '{sp.name}'")
+    rows = [
+        ("table prediction", m),
+    ]
+    if report.estimator and "raw" in report.estimator:
+        rows += [
+            ("roofline estimate", report.estimator["raw"]),
+            ("roofline x one scale", report.estimator["after_one_scale"]),
+        ]
+    print_table(
+        "predicted vs measured",
+        ["predictor", "mean |err| %", "within ±10%", "max |err| %", "Spearman rho"],
+        [
+            (
+                n,
+                f"{x['mean_abs_pct_error']:.2f}",
+                f"{100 * x['within_10pct']:.0f}%",
+                f"{x['max_abs_pct_error']:.1f}",
+                f"{x['spearman_rho']:.3f}",
+            )
+            for n, x in rows
+        ],
+    )
+    console.print(
+        "machine repeatability (two passes of the same networks): "
+        f"mean {r['mean_abs_pct_diff_between_passes']:.2f}%, "
+        f"max {r['max_abs_pct_diff_between_passes']:.2f}%"
+    )
+    console.print(f"wrote {js} and {png}")
+
+
+@app.command("predict")
+def predict(
+    model: str = typer.Argument(..., help="Zoo name (dna_b) or a searched-net / encoding .json file."),
+    device: str = DeviceOpt,
+    runtime: str | None = RuntimeOpt,
+    precision: str = PrecisionOpt,
+    batch: int = BatchOpt,
+    input_size: int = SizeOpt,
+    threads: int | None = ThreadsOpt,
+    table_path: Path | None = TableOpt,
+    force: bool = ForceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """One network's predicted latency with a per-stage breakdown (estimated if the device has no table)."""
+    from dna_zoo.search.latency_cost import find_table
+    from dna_zoo.search.latency_estimate import estimate_table, estimate_warning
+    from dna_zoo.search.latency_predict import predict as run_predict
+    from dna_zoo.zoo import resolve_arch
+
+    enc = resolve_arch(model)
+    spec = _spec(device, runtime, precision, batch, input_size, threads)
+    table = find_table(spec, force=force, path=table_path)
+    if table is None:
+        table = estimate_table(None, spec, include_published=False, networks=[enc])
+    pred = run_predict(table, enc)
+    warning = estimate_warning(spec) if table.estimated else None
+    if warning:
+        _warn(warning)
+    if json_out:
+        print_json({"model": enc.name or model, **pred.to_dict(), "warning": warning})
+        return
+    tag = " (ESTIMATED)" if pred.estimated else ""
+    print_table(
+        f"{enc.name or model}: predicted latency{tag}",
+        ["part", "ms"],
+        [(k, f"{v:.3f}") for k, v in pred.stages.items()] + [("total" + tag, f"{pred.total_ms:.3f}")],
+    )
+    console.print(f"[dim]{pred.source}; {table.describe()}[/dim]")
