@@ -116,3 +116,27 @@ def test_parse_budget():
     assert parse_budget("20", what="x") == 20.0
     assert parse_budget("20ms", what="x", unit="ms") == 20.0
     assert parse_budget("250k", what="x") == 250e3
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
+)
+def test_latency_budget_on_an_unmeasured_device_is_estimated_and_says_so(ratings):
+    res = _run(
+        "search",
+        "--ratings",
+        ratings,
+        "--latency-ms",
+        "20",
+        "--device",
+        "jetson",
+        "--runtime",
+        "tensorrt",
+        "-q",
+    )
+    assert res.exit_code == 0, res.output
+    assert "ESTIMATED" in res.output
+    best = json.loads((ratings.parent / "best.json").read_text())
+    lat = best["predicted_latency"]
+    assert lat["estimated"] is True and lat["ms"] <= 20 and "estimate" in lat["source"]
+    assert best["costs"][0]["details"]["runtime"] == "tensorrt"

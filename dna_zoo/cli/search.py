@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from dna_zoo.cli.common import JsonOpt, QuietOpt, console, err_console, print_json, print_table, reporter
 from dna_zoo.errors import ConfigError, OutputExistsError
@@ -210,7 +211,7 @@ def show_summary(s: dict) -> None:
     for c in s["costs"]:
         budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
         est = " ESTIMATED" if c["estimated"] else ""
-        rows.append((c["name"], f"{_fmt(c['name'], c['value'])}{budget} [{c['source']}{est}]"))
+        rows.append((c["name"], escape(f"{_fmt(c['name'], c['value'])}{budget} ({c['source']}{est})")))
     rows += [
         ("params (analytic)", f"{s['params']:,}"),
         ("MACs conv+linear", f"{s['macs']['conv_linear'] / 1e6:.1f}M at {s['input_size']}px"),
