@@ -104,10 +104,9 @@ class PipelineConfig:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.replace(tmp, path)
+    from dna_zoo.search.rundir import atomic_write_json
+
+    atomic_write_json(path, obj)
 
 
 def _check_run_dir(run: Path, cfg: PipelineConfig) -> None:

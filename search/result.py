@@ -11,8 +11,6 @@ the space identity, the Pareto front, and DNA-a..d costed by the same models.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,16 +162,10 @@ class SearchResult:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write (temp file + rename): an existing file is replaced whole or not at all."""
+        from dna_zoo.search.rundir import atomic_write_json
+
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(p, self.to_dict())
         return p
 
     @classmethod

@@ -16,13 +16,12 @@ faster steps on this CPU).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
-import os
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,9 @@ import torch.nn.functional as F
 from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.errors import ConfigError, WeightsError
 from dna_zoo.progress import Reporter, reporter_or_null
+from dna_zoo.search import distributed
+from dna_zoo.search.data import ShardSampler
+from dna_zoo.search.rundir import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -127,56 +129,7 @@ def zero_init_residuals(model: nn.Module) -> int:
     return n
 
 
-# --- distributed helpers ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed() -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size(), device)
-
-
-def _epoch_indices(n: int, *, seed: int, epoch: int, dist: _Dist, batch: int) -> list[int]:
-    """This rank's sample order for an epoch: a seeded permutation, whole global batches."""
-    g = torch.Generator().manual_seed(seed * 1000 + epoch)
-    perm = torch.randperm(n, generator=g).tolist()
-    global_batch = batch * dist.world
-    usable = (n // global_batch) * global_batch
-    return perm[:usable][dist.rank :: dist.world]
-
-
 # --- checkpoints ------------------------------------------------------------------------------------
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -187,15 +140,15 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         ) from e
 
 
-def _batches(dataset, indices: list[int], batch_size: int, *, num_workers: int = 0) -> Iterator:
-    """(images, labels) batches of ``indices`` in order; whole-batch loading where the
+def _batches(dataset, index_batches: Iterable[list[int]], *, num_workers: int = 0) -> Iterator:
+    """(images, labels) per list of indices, in order; whole-batch loading where the
     dataset offers it (``dataset.batch(indices)``), else a DataLoader collating items."""
     if hasattr(dataset, "batch") and num_workers == 0:
-        for i in range(0, len(indices), batch_size):
-            yield dataset.batch(indices[i : i + batch_size])
+        for idx in index_batches:
+            yield dataset.batch(idx)
         return
     yield from torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers
+        dataset, batch_sampler=list(index_batches), num_workers=num_workers
     )
 
 
@@ -217,7 +170,7 @@ def evaluate(
     n = len(dataset) if max_batches is None else min(len(dataset), max_batches * batch_size)
     model.eval()
     correct = total = 0
-    for x, y in _batches(dataset, list(range(n)), batch_size):
+    for x, y in _batches(dataset, [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]):
         x = x.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -258,22 +211,22 @@ def retrain(
 
     enc = load_encoding(arch)
     out = Path(out_dir)
-    dist = _init_distributed()
+    world = distributed.setup()
     cfg = config
     torch.manual_seed(cfg.seed)
     model = build_student(enc, num_classes=num_classes, in_chans=in_chans, zero_init=cfg.zero_init)
-    model.to(dist.device)
+    model.to(world.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_train = len(train_set)
-    steps_per_epoch = n_train // (cfg.batch_size * dist.world)
+    steps_per_epoch = n_train // (cfg.batch_size * world.size)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     if steps_per_epoch < 1:
         raise ConfigError(
             f"the training set ({n_train} images) is smaller than one global batch "
-            f"({cfg.batch_size} x {dist.world})"
+            f"({cfg.batch_size} x {world.size})"
         )
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
@@ -292,16 +245,16 @@ def retrain(
     else:
         criterion = nn.CrossEntropyLoss()
     if teacher is not None:
-        teacher = teacher.to(dist.device).eval()
+        teacher = teacher.to(world.device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
     train_model: nn.Module = model
-    if dist.world > 1:
+    if world.size > 1:
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+            model, device_ids=[world.device.index] if world.device.type == "cuda" else None
         )
 
-    identity = {"arch": enc.to_dict(), "config": asdict(cfg), "num_classes": num_classes, "world": dist.world}
+    identity = {"arch": enc.to_dict(), "config": asdict(cfg), "num_classes": num_classes, "world": world.size}
     ckpt_path = out / CHECKPOINT
     start_step, history = 0, []
     if ckpt_path.exists():
@@ -324,34 +277,36 @@ def retrain(
     out.mkdir(parents=True, exist_ok=True)
 
     def save_checkpoint(step: int) -> None:
-        if not dist.main:
+        if not world.is_main:
             return
-        _atomic_torch_save(
-            {
-                "identity": json.dumps(identity),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {},
-                "step": step,
-                "history": json.dumps(history),
-            },
-            ckpt_path,
-        )
+        state = {
+            "identity": json.dumps(identity),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else {},
+            "step": step,
+            "history": json.dumps(history),
+        }
+        atomic_write(ckpt_path, lambda f: torch.save(state, f), binary=True)
 
     total_steps = cfg.epochs * steps_per_epoch
     t0 = time.perf_counter()
     step = start_step
-    rep = reporter_or_null(progress if dist.main else None)
+    rep = reporter_or_null(progress if world.is_main else None)
     for epoch in range(start_step // steps_per_epoch, cfg.epochs):
         first = step - epoch * steps_per_epoch
-        idx = _epoch_indices(n_train, seed=cfg.seed, epoch=epoch, dist=dist, batch=cfg.batch_size)
-        idx = idx[first * cfg.batch_size : steps_per_epoch * cfg.batch_size]
+        sampler = ShardSampler(
+            n_train, cfg.batch_size * world.size, shard=world.rank, shards=world.size,
+            seed=cfg.seed, epoch=epoch, start=first,
+        )  # fmt: skip
         train_model.train()
         losses = []
-        batches = _batches(train_set, idx, cfg.batch_size, num_workers=cfg.num_workers)
+        batches = _batches(
+            train_set, itertools.islice(sampler, steps_per_epoch - first), num_workers=cfg.num_workers
+        )
         for _ in rep.track(range(first, steps_per_epoch), f"retrain epoch {epoch + 1}/{cfg.epochs}"):
             x, y = next(batches)
-            x, y = x.to(dist.device), y.to(dist.device)
+            x, y = x.to(world.device), y.to(world.device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             target = y
@@ -385,7 +340,7 @@ def retrain(
     seconds = time.perf_counter() - t0
 
     ev = dict(
-        max_batches=cfg.eval_max_batches, channels_last=cfg.channels_last, device=dist.device,
+        max_batches=cfg.eval_max_batches, channels_last=cfg.channels_last, device=world.device,
         batch_size=max(cfg.batch_size, 256),
     )  # fmt: skip
     top1_model = evaluate(model, eval_set, **ev)
@@ -395,7 +350,7 @@ def retrain(
     )
     top1 = max(top1_model, top1_ema or -1.0)
     weights, cfg_path = out / WEIGHTS, out / CONFIG
-    if dist.main:
+    if world.is_main:
         sd = {
             k: v.contiguous(memory_format=torch.contiguous_format)
             for k, v in kept_module.state_dict().items()
@@ -406,7 +361,7 @@ def retrain(
         write_config(
             cfg_path, enc, num_classes=num_classes, in_chans=in_chans, data_info=data_info or {},
             train={
-                **asdict(cfg), "steps": step, "seconds": round(seconds, 1), "world_size": dist.world,
+                **asdict(cfg), "steps": step, "seconds": round(seconds, 1), "world_size": world.size,
                 "teacher": getattr(teacher, "pretrained_cfg", {}).get("architecture") if teacher else None,
             },
             metrics={"top1": top1, "top1_model": top1_model, "top1_ema": top1_ema, "kept": kept},
@@ -448,10 +403,7 @@ def write_config(
             "metrics": metrics,
         },
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(cfg, f, indent=1, default=str)
-    os.replace(tmp, path)
+    atomic_write_json(path, cfg)
     return path
 
 
