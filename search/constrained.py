@@ -20,7 +20,6 @@ from dna_zoo.arch import LayerInstance
 from dna_zoo.complexity import encoding_cost
 from dna_zoo.errors import ConfigError, DnaZooError
 from dna_zoo.models import PUBLISHED, published_encoding
-from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.cost import CostModel
 from dna_zoo.search.knapsack import KnapsackProblem, Solution, pareto_front, solve
 from dna_zoo.search.ratings import Ratings
@@ -149,12 +148,12 @@ def constrained_search(
     extra_models: Sequence[CostModel] = (),
     name: str | None = None,
     ratings_path: str | None = None,
-    progress: Reporter | None = None,
 ) -> SearchResult:
     """The lowest-rated network within every budget, its Pareto front and the references.
 
     The front runs along the first constraint's cost (the others stay enforced). Cost models
-    in ``extra_models`` are reported for the answer but do not constrain it.
+    in ``extra_models`` are reported for the answer but do not constrain it. (No progress
+    bar: costing the paper's space and solving take well under a second.)
     """
     if not constraints:
         raise ConfigError("give at least one budget", hint="e.g. --latency-ms 20, --macs 400M or --params 5M")
@@ -163,22 +162,15 @@ def constrained_search(
         raise ConfigError(f"each cost may be constrained once, got {names}")
     models = [c.model for c in constraints] + [m for m in extra_models if m.name not in names]
     budgets: list[float | None] = [c.budget for c in constraints] + [None] * (len(models) - len(constraints))
-    rep = reporter_or_null(progress)
-    steps = iter(rep.track(range(3), "searching", total=3))
-    next(steps, None)
     t0 = time.perf_counter()
     problem = build_problem(ratings, models)
     t_build = time.perf_counter() - t0
-    next(steps, None)
     t0 = time.perf_counter()
     best: Solution = solve(problem, budgets)
     t_solve = time.perf_counter() - t0
     t0 = time.perf_counter()
     front = pareto_front(problem, budgets, axis=0)
     t_front = time.perf_counter() - t0
-    next(steps, None)
-    for _ in steps:
-        pass
 
     space = ratings.space
     from dna_zoo.search.space import Candidate

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dna_zoo.errors import ConfigError
+from dna_zoo.errors import ConfigError, DnaZooError
 from dna_zoo.progress import Reporter
 
 log = logging.getLogger(__name__)
@@ -208,16 +208,14 @@ def latency_cost(space, cfg: PipelineConfig, *, build: bool, progress: Reporter 
         in_chans=cfg.in_chans, num_classes=cfg.num_classes,
     )  # fmt: skip
     table = find_table(spec)
-    built = False
     if table is not None:
         try:
             return LatencyCost(space, table), {"table": "cached", "spec": spec.to_dict()}
-        except ConfigError:
-            table = None  # measured for another space: extend it below
+        except DnaZooError:
+            table = None  # measured for another space: build_table extends it
     if build and get_device(b.device).local:
         t0 = time.perf_counter()
         table = build_table(space, spec, include_published=False, progress=progress)
-        built = True
         return LatencyCost(space, table), {
             "table": "built", "spec": spec.to_dict(), "build_seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
@@ -230,7 +228,6 @@ def latency_cost(space, cfg: PipelineConfig, *, build: bool, progress: Reporter 
     return model, {
         "table": "estimated" if model.estimated else "cached",
         "spec": spec.to_dict(),
-        "built": built,
     }
 
 
@@ -341,7 +338,6 @@ def run_pipeline(
     t0 = time.perf_counter()
     say("teacher")
     teacher_weights, report["teacher"] = stage_teacher(cfg, progress)
-    timings["teacher"] = report["teacher"].get("seconds", 0.0)
     timed("teacher", t0)
 
     t0 = time.perf_counter()

@@ -160,9 +160,7 @@ def search(
         )
     if params is not None:
         constraints.append(Constraint(ParamsCost(r.space, **kw), parse_budget(params, what="params")))
-    result = constrained_search(
-        r, constraints, ratings_path=str(ratings), progress=reporter(quiet or json_out)
-    )
+    result = constrained_search(r, constraints, ratings_path=str(ratings))
     result.save(best_path)
     pareto_plot(result, plot_path)
     summary = summarize(result, best_path, plot_path)
