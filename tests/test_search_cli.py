@@ -140,3 +140,49 @@ def test_latency_budget_on_an_unmeasured_device_is_estimated_and_says_so(ratings
     lat = best["predicted_latency"]
     assert lat["estimated"] is True and lat["ms"] <= 20 and "estimate" in lat["source"]
     assert best["costs"][0]["details"]["runtime"] == "tensorrt"
+
+
+def _cached_table(space):
+    from latency_helpers import fake_table, tiny_spec
+
+    from dna_zoo.search.latency_cache import complete_path
+
+    spec = tiny_spec()  # cpu / onnxruntime / 32 px, this machine's threads
+    path = complete_path(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fake_table(space, spec).save(path)
+    return spec
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
+)
+def test_latency_from_a_measured_table(ratings):
+    from dna_zoo.search.latency_cost import latency_cost_model
+    from dna_zoo.search.space import small_space
+
+    _cached_table(small_space())
+    args = ["--latency-ms", "3", "--device", "cpu", "--runtime", "onnxruntime", "--input-size", "32"]
+    res = _run("search", "--ratings", ratings, *args, "-q")
+    assert res.exit_code == 0, res.output
+    assert "ESTIMATED" not in res.output
+    best = SearchResult.load(ratings.parent / "best.json")
+    lat = best.latency
+    assert not lat.estimated and lat.value <= 3 and lat.details["device"] == "cpu"
+    model = latency_cost_model(small_space(), device="cpu", runtime="onnxruntime", input_size=32)
+    assert lat.value == pytest.approx(model.network_cost(best.arch))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
+)
+def test_table_of_another_space_is_one_clear_line(ratings):
+    from latency_helpers import tiny_space
+
+    _cached_table(tiny_space())  # ratings are for the 'small' space
+    args = ["--latency-ms", "1.5", "--device", "cpu", "--runtime", "onnxruntime", "--input-size", "32"]
+    res = _run("search", "--ratings", ratings, *args, "-q")
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "no entry" in lines[0], res.output
+    assert not (ratings.parent / "best.json").exists()
