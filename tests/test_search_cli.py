@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -91,17 +90,6 @@ def test_missing_and_corrupt_ratings(tmp_path):
     assert res.exit_code == 1 and res.output.startswith("error:")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("dna_zoo.search.latency_cost") is not None, reason="latency tables are present"
-)
-def test_latency_without_latency_tables_is_a_clear_error(ratings):
-    res = _run("search", "--ratings", ratings, "--latency-ms", "20", "--device", "cpu", "-q")
-    assert res.exit_code == 1 and "latency tables are not available" in res.output
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
-)
 def test_unknown_device_is_a_clear_error(ratings):
     res = _run("search", "--ratings", ratings, "--latency-ms", "20", "--device", "toaster", "-q")
     assert res.exit_code == 1 and "toaster" in res.output and len(res.output.strip().splitlines()) == 1
@@ -118,9 +106,6 @@ def test_parse_budget():
     assert parse_budget("250k", what="x") == 250e3
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
-)
 def test_latency_budget_on_an_unmeasured_device_is_estimated_and_says_so(ratings):
     res = _run(
         "search",
@@ -154,9 +139,6 @@ def _cached_table(space):
     return spec
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
-)
 def test_latency_from_a_measured_table(ratings):
     from dna_zoo.search.latency_cost import latency_cost_model
     from dna_zoo.search.space import small_space
@@ -173,9 +155,6 @@ def test_latency_from_a_measured_table(ratings):
     assert lat.value == pytest.approx(model.network_cost(best.arch))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("dna_zoo.search.latency_cost") is None, reason="latency tables not in this build"
-)
 def test_table_of_another_space_is_one_clear_line(ratings):
     from latency_helpers import tiny_space
 
