@@ -172,13 +172,8 @@ def search(
 
 def latency_model(space, **kwargs):
     """The latency cost model (from the latency-table module, imported lazily)."""
-    try:
-        from dna_zoo.search.latency_cost import latency_cost_model
-    except ImportError as e:
-        raise ConfigError(
-            "latency tables are not available in this dna-zoo build",
-            hint="use --macs or --params, or install a dna-zoo with latency tables",
-        ) from e
+    from dna_zoo.search.latency_cost import latency_cost_model
+
     if kwargs.get("runtime") is None:  # the device's first (preferred) runtime
         from dna_zoo.search.devices import get_device
 
