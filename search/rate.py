@@ -44,6 +44,7 @@ from dna_zoo.search import distributed
 from dna_zoo.search.data import DataSource, ShardSampler, open_dataset
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.rundir import RunDir
+from dna_zoo.search.space import SearchSpace
 from dna_zoo.search.supernet import Cell, Supernet
 from dna_zoo.search.teacher import Teacher
 
@@ -219,12 +220,12 @@ class _Unit:
     size: int
 
 
-def work_units(supernet: Supernet) -> list[_Unit]:
+def work_units(space: SearchSpace) -> list[_Unit]:
     """The rating work, cut into (block, depth cell, first op) units."""
     units = []
-    for b, block in enumerate(supernet.blocks):
-        n = len(block.ops)
-        for d in block.depths:
+    n = len(space.ops)
+    for b, spec in enumerate(space.blocks):
+        for d in spec.depths:
             units.extend(_Unit(b, d, k, n ** (d - 1)) for k in range(n))
     return units
 
@@ -257,24 +258,20 @@ def rate_supernet(
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     supernet.to(data.held_out[0][0].device, memory_format=fmt)
     rate_cell = rate_cell_prefix if config.method == "prefix" else rate_cell_naive
-    units = shard_units(work_units(supernet), world.size)[world.rank]
+    units = shard_units(work_units(supernet.space), world.size)[world.rank]
     units.sort(key=lambda u: (u.block, u.depth, u.first))
-    # group a cell's units so its inputs are gathered once
-    groups: dict[tuple[int, int], list[int]] = {}
-    for u in units:
-        groups.setdefault((u.block, u.depth), []).append(u.first)
     n_cands = sum(u.size for u in units)
     raw: dict[str, float] = {}
     reporter = reporter_or_null(progress if world.is_main else None)
     t0 = time.perf_counter()
     desc = f"rating {n_cands} candidates" + (f" (rank 0 of {world.size})" if world.distributed else "")
-    for (b, d), firsts in reporter.track(list(groups.items()), desc):
-        block = supernet.block(b)
-        calib_in = [f[b] for f in data.calib]
-        eval_in = [f[b] for f in data.held_out]
-        targets = [f[b + 1] for f in data.held_out]
-        losses = rate_cell(block.cell(d), calib_in, eval_in, targets, first_ops=firsts)
-        for path, loss in losses.items():
+    for u in reporter.track(units, desc):  # a unit: the paths of one cell that start with one op
+        block = supernet.block(u.block)
+        calib_in = [f[u.block] for f in data.calib]
+        eval_in = [f[u.block] for f in data.held_out]
+        targets = [f[u.block + 1] for f in data.held_out]
+        cell_losses = rate_cell(block.cell(u.depth), calib_in, eval_in, targets, first_ops=[u.first])
+        for path, loss in cell_losses.items():
             raw[block.candidate(path).key] = loss
     seconds = time.perf_counter() - t0
     merged: dict[str, float] = {}

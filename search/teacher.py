@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from dna_zoo.arch import conv_out_size
-from dna_zoo.errors import ConfigError, DnaZooError, UnknownNameError, WeightsError
+from dna_zoo.errors import ConfigError, WeightsError
 from dna_zoo.search.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -158,12 +158,6 @@ class Teacher(nn.Module):
             except TypeError:
                 self._extra_blocks = False
         return self.model.forward_intermediates(x, **kwargs)
-
-    def _num_stages(self) -> int:
-        blocks = getattr(self.model, "blocks", None)
-        if self._extra_blocks and isinstance(blocks, nn.Sequential) and hasattr(self.model, "stage_ends"):
-            return len(blocks) + 1 if getattr(self.model, "stage_ends", [0])[0] == 0 else len(blocks)
-        return len(_feature_levels(self.model))
 
     def _probe_stages(self) -> list[Stage]:
         x = torch.zeros(1, self.in_chans, self.input_size, self.input_size)
@@ -312,7 +306,7 @@ def load_teacher(
     from dna_zoo.weights import sha256_file
     from dna_zoo.zoo import build_model, resolve_source
 
-    src = resolve_source(name)  # UnknownNameError with did-you-mean for a name timm lacks
+    src = resolve_source(name)  # an UnknownNameError with did-you-mean for a name timm lacks
     info: dict[str, Any] = {}
     if weights is not None:
         wp = Path(weights)
@@ -339,11 +333,6 @@ def load_teacher(
                 hint="weights come from timm's hub cache; offline, pass --teacher-weights FILE",
             ) from e
         info = {"weights": f"timm-pretrained:{src.timm_name}"}
-    try:
-        return Teacher(
-            model, space, input_size=input_size, name=name, stage_map=stage_map, in_chans=in_chans, info=info
-        )
-    except UnknownNameError:
-        raise
-    except DnaZooError:
-        raise
+    return Teacher(
+        model, space, input_size=input_size, name=name, stage_map=stage_map, in_chans=in_chans, info=info
+    )

@@ -383,6 +383,7 @@ def train_supernet(
     scheduler = build_scheduler(optimizer, cfg, per_epoch)
     sampler = PathSampler(len(space_obj.ops), cfg.sampling, cfg.seed)
 
+    distributed.barrier(world)  # every rank has checked its inputs (and the folder) before rank 0 writes
     if world.is_main and not resume:
         rd.create(
             {

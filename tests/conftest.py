@@ -1,9 +1,16 @@
 import os
+import tempfile
 
 import pytest
 
-# Never touch the user's Hugging Face cache or the network from tests.
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Never touch the user's Hugging Face or dna-zoo caches from tests. huggingface_hub reads
+# these variables once, at import (timm imports it while test modules are collected), so
+# they are set here, before any test module is imported; each test then gets its own dirs.
+_SESSION_HOME = tempfile.mkdtemp(prefix="dna-zoo-tests-")
+os.environ["HF_HOME"] = os.path.join(_SESSION_HOME, "hf")
+os.environ["HF_HUB_CACHE"] = os.path.join(_SESSION_HOME, "hf", "hub")
+os.environ["DNA_ZOO_CACHE"] = os.path.join(_SESSION_HOME, "dna_zoo")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ from dna_zoo.search.data import fashion_mnist_dir, open_dataset
 from dna_zoo.search.rate import RateConfig, prepare_data, rate_run, rate_supernet, shard_units, work_units
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.space import paper_space, small_space
-from dna_zoo.search.supernet import Supernet
 from dna_zoo.search.train import load_supernet, teacher_of_run, train_supernet
 from dna_zoo.weights import save_safetensors
 
@@ -71,8 +70,7 @@ def test_prefix_tree_equals_naive(run):
 
 
 def test_units_shard_every_candidate_once_and_balanced():
-    sn = Supernet(paper_space(), [32, 48, 80, 160, 224, 384, 640])
-    units = work_units(sn)
+    units = work_units(paper_space())
     assert sum(u.size for u in units) == paper_space().num_candidates() == 6234
     for ranks in (1, 2, 3, 8):
         shards = shard_units(units, ranks)

@@ -223,6 +223,9 @@ def test_bad_input_is_one_line_and_leaves_runs_untouched(ref_run, teacher_weight
     assert res.exit_code == 1 and "is a run of space 'small'" in res.output and res.output.count("\n") == 1
     res = _invoke("--resume", ref_run, "--epochs", "5")
     assert res.exit_code == 1 and "options ['epochs'] differ" in res.output
+    res = _invoke(*common, "--data", "builtin", "--out", tmp_path / "d", "--device", "nonsense")
+    assert res.exit_code == 1 and "unknown device 'nonsense'" in res.output
+    assert not (tmp_path / "d").exists()
     res = _invoke("--resume", tmp_path / "nothing")
     assert res.exit_code == 1 and "does not exist" in res.output
     assert _tree_digest(ref_run) == before

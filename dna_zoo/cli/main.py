@@ -13,6 +13,7 @@ import typer
 
 import dna_zoo
 from dna_zoo.cli import demo as demo_cmd
+from dna_zoo.cli import hub as hub_cmd
 from dna_zoo.cli import latency as latency_cmd
 from dna_zoo.cli import retrain as retrain_cmd
 from dna_zoo.cli import search as search_cmd
@@ -58,6 +59,7 @@ app.command("search")(search_cmd.search)
 app.command("retrain")(retrain_cmd.retrain)
 app.add_typer(supernet_cmd.app, name="supernet")
 app.add_typer(latency_cmd.app, name="latency")
+app.add_typer(hub_cmd.app, name="hub")
 
 
 def main() -> None:

@@ -50,30 +50,44 @@ def train(
     data: str | None = typer.Option(None, "--data", help="'builtin' (Fashion-MNIST) or an image folder."),
     out: Path | None = typer.Option(None, "--out", help="New run directory."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs [1]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size [64]."),
-    input_size: int | None = typer.Option(None, "--input-size", help="Input resolution [32]."),
-    in_chans: int | None = typer.Option(None, "--in-chans", help="Input channels, 1 or 3 [3]."),
-    lr: float | None = typer.Option(None, "--lr", help="Base learning rate [0.005]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default 1)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size (default 64)."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Input resolution (default 32)."),
+    in_chans: int | None = typer.Option(None, "--in-chans", help="Input channels, 1 or 3 (default 3)."),
+    lr: float | None = typer.Option(None, "--lr", help="Base learning rate (default 0.005)."),
     block_lrs: str | None = typer.Option(
         None, "--block-lrs", help="Per-block learning rates, comma-separated."
     ),
-    opt: str | None = typer.Option(None, "--opt", help="timm optimizer name [adam]."),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help="Weight decay [1e-4]."),
-    sched: str | None = typer.Option(None, "--sched", help="timm scheduler name [step]."),
-    decay_rate: float | None = typer.Option(None, "--decay-rate", help="LR decay per decay period [0.9]."),
-    clip_grad: float | None = typer.Option(None, "--clip-grad", help="Max gradient norm per block [5]."),
-    sampling: str | None = typer.Option(None, "--sampling", help="Path sampling: uniform or fair [fair]."),
-    normalize: bool | None = typer.Option(
-        None, "--normalize/--no-normalize", help="Divide block losses by the teacher target variance [on]."
+    opt: str | None = typer.Option(None, "--opt", help="timm optimizer name (default adam)."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="Weight decay (default 1e-4)."),
+    sched: str | None = typer.Option(None, "--sched", help="timm scheduler name (default step)."),
+    decay_rate: float | None = typer.Option(
+        None, "--decay-rate", help="LR decay per decay period (default 0.9)."
     ),
-    accum_steps: int | None = typer.Option(None, "--accum-steps", help="Gradient accumulation steps [1]."),
-    ckpt_every: int | None = typer.Option(None, "--ckpt-every", help="Checkpoint every N steps [200]."),
-    log_every: int | None = typer.Option(None, "--log-every", help="Log every N steps [10]."),
+    clip_grad: float | None = typer.Option(
+        None, "--clip-grad", help="Max gradient norm per block, 0 for none (default 5)."
+    ),
+    sampling: str | None = typer.Option(
+        None, "--sampling", help="Path sampling: uniform or fair (default fair)."
+    ),
+    normalize: bool | None = typer.Option(
+        None,
+        "--normalize/--no-normalize",
+        help="Divide block losses by the teacher target variance (default on).",
+    ),
+    accum_steps: int | None = typer.Option(
+        None, "--accum-steps", help="Gradient accumulation steps (default 1)."
+    ),
+    ckpt_every: int | None = typer.Option(
+        None, "--ckpt-every", help="Checkpoint every N steps (default 200)."
+    ),
+    log_every: int | None = typer.Option(None, "--log-every", help="Log every N steps (default 10)."),
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N training images."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps in total."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed [0]."),
-    workers: int | None = typer.Option(None, "--workers", help="Data loader workers for folders [0]."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default 0)."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Data loader workers for folders (default 0)."
+    ),
     stage_map: str | None = typer.Option(
         None, "--stage-map", help="Teacher stages: input of block 0, then one per block (e.g. 1,2,3,4,5,6,7)."
     ),
@@ -112,6 +126,8 @@ def train(
         "workers": workers,
     }
     options = {k: v for k, v in options.items() if v is not None}
+    if clip_grad is not None and clip_grad <= 0:
+        options["clip_grad"] = None
     res = train_supernet(
         run_dir,
         space=space,
@@ -148,7 +164,7 @@ def train(
 @app.command("rate")
 def rate(
     run_dir: Path = typer.Argument(..., help="A `dna supernet train` run directory."),
-    out: Path | None = typer.Option(None, "--out", help="Ratings file [RUN_DIR/ratings.json]."),
+    out: Path | None = typer.Option(None, "--out", help="Ratings file (default RUN_DIR/ratings.json)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per batch."),
     bn_batches: int = typer.Option(4, "--bn-batches", help="Training batches to re-estimate BN statistics."),
     eval_batches: int = typer.Option(8, "--eval-batches", help="Held-out batches the loss is measured on."),
@@ -208,7 +224,9 @@ def rate(
 def teacher(
     model: str = typer.Option("efficientnet_b0", "--model", help="Any timm model name."),
     data: str = typer.Option("builtin", "--data", help="Only 'builtin' (Fashion-MNIST)."),
-    out: Path | None = typer.Option(None, "--out", help="Weights file [cached in $DNA_ZOO_CACHE/teachers]."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Weights file (default cached in $DNA_ZOO_CACHE/teachers)."
+    ),
     epochs: int = typer.Option(5, "--epochs"),
     batch_size: int = typer.Option(128, "--batch-size"),
     input_size: int = typer.Option(32, "--input-size"),

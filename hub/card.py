@@ -1,0 +1,270 @@
+"""Model cards (README.md of a Hub repo), written with huggingface_hub's ModelCard.
+
+A card holds YAML metadata (library_name timm, tags, license, datasets, metrics) and says:
+what the network is, its params and MACs (with the MAC convention), latency per
+device/runtime/precision with where each figure comes from (measured or estimated), the
+export artifacts in the repo with their parity figures, and how to use it. Cards contain
+no dates or machine details, so pushing the same model twice gives the same card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dna_zoo.arch import ArchEncoding
+from dna_zoo.complexity import Cost
+
+MAC_CONVENTION_NOTE = (
+    "MACs count multiply-adds of convolutions and linear layers (*conv+linear*, what "
+    "`torch.utils.flop_counter` counts, halved); *all* adds one per BatchNorm and activation "
+    "output element, as the DNA paper counted."
+)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One latency figure: where it was taken and whether it was measured or estimated."""
+
+    device: str
+    runtime: str
+    precision: str
+    ms: float
+    source: str  # "measured" or "estimated" (e.g. from a latency table)
+    batch: int = 1
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "ms": self.ms,
+            "source": self.source,
+            "batch": self.batch,
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+def parse_latency(data: Any, defaults: dict[str, Any] | None = None) -> list[Latency]:
+    """Latency figures from a search result or manifest, in any of the shapes they take.
+
+    Accepts a number (milliseconds, with ``device``/``runtime``/``precision`` taken from
+    ``defaults``), a dict (``ms``/``latency_ms``/``value`` plus those keys and ``source`` or
+    ``estimated``), or a list of such dicts. A figure without a stated source is reported as
+    "estimated" (a search result's latency comes from a latency table unless it says
+    otherwise).
+    """
+    defaults = defaults or {}
+    if data is None:
+        return []
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        data = {"ms": float(data)}
+    if isinstance(data, list):
+        return [lat for item in data for lat in parse_latency(item, defaults)]
+    if not isinstance(data, dict):
+        return []
+    ms = next((data[k] for k in ("ms", "latency_ms", "value", "median_ms", "mean_ms") if k in data), None)
+    if ms is None:
+        # {"device": {"runtime": ms}} style nested tables are not guessed at
+        return []
+    merged = {**defaults, **data}
+    source = merged.get("source")
+    if source not in ("measured", "estimated"):
+        if "estimated" in merged:
+            source = "estimated" if merged["estimated"] else "measured"
+        else:
+            source = "estimated"
+    return [
+        Latency(
+            device=str(merged.get("device") or "unknown device"),
+            runtime=str(merged.get("runtime") or "unknown runtime"),
+            precision=str(merged.get("precision") or "fp32"),
+            ms=float(ms),
+            source=source,
+            batch=int(merged.get("batch", 1)),
+            note=str(merged.get("note") or merged.get("table") or ""),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """Everything a card says; built by :mod:`dna_zoo.hub.push`."""
+
+    repo_id: str
+    title: str
+    arch: ArchEncoding
+    architecture: str  # timm entry point: dna_b or dna_net
+    searched: bool
+    num_classes: int
+    input_size: int
+    params: int
+    cost: Cost
+    license: str
+    datasets: tuple[str, ...] = ()
+    accuracy: dict[str, Any] | None = None  # {"top1": 77.5, "dataset": ..., "source": ...}
+    latency: tuple[Latency, ...] = ()
+    artifacts: tuple[dict[str, Any], ...] = ()  # {"path": repo path, "manifest": {...}, "size": bytes}
+    registered_name: str | None = None  # zoo name whose default hf_hub_id is this repo
+
+
+def card_data(info: CardInfo):
+    """The card's YAML metadata as huggingface_hub's ``ModelCardData``."""
+    from huggingface_hub import ModelCardData
+
+    tags = ["image-classification", "timm", "dna-zoo", "dna", "efficientnet"]
+    if info.searched:
+        tags.append("neural-architecture-search")
+    formats = sorted({str(a["manifest"]["format"]).lower() for a in info.artifacts})
+    tags += [f for f in formats if f not in tags]
+    return ModelCardData(
+        library_name="timm",
+        pipeline_tag="image-classification",
+        license=info.license,
+        tags=tags,
+        datasets=list(info.datasets) or None,
+        metrics=["accuracy"] if info.accuracy else None,
+    )
+
+
+def build_card(info: CardInfo):
+    """A huggingface_hub ``ModelCard`` for a DNA-family model."""
+    from huggingface_hub import ModelCard
+
+    data = card_data(info)
+    body = "\n".join(_sections(info))
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
+
+
+def _sections(info: CardInfo) -> list[str]:
+    out = [f"# {info.title}", ""]
+    if info.searched:
+        out += [
+            "A network found by DNA (*Block-wisely Supervised Neural Architecture Search with Knowledge "
+            "Distillation*, Li et al., CVPR 2020, arXiv:1911.13053), published with dna-zoo. It is timm's "
+            "own `EfficientNet` built from the architecture strings below; `config.json` holds the "
+            "architecture encoding in `model_args`, so timm rebuilds it through the `dna_net` entry point.",
+        ]
+    else:
+        out += [
+            f"`{info.architecture}` from *Block-wisely Supervised Neural Architecture Search with Knowledge "
+            "Distillation* (DNA, Li et al., CVPR 2020, arXiv:1911.13053), as a timm model (timm's own "
+            "`EfficientNet` built from architecture strings).",
+        ]
+    out += ["", "## Model details", ""]
+    out += [
+        "| | |",
+        "|---|---|",
+        f"| timm architecture | `{info.architecture}` |",
+        f"| classes | {info.num_classes} |",
+        f"| input size | 3x{info.input_size}x{info.input_size} |",
+        f"| params | {info.params:,} ({info.params / 1e6:.2f}M) |",
+        *(
+            f"| MACs, {label} | {info.cost.macs_as(conv):,} ({info.cost.macs_as(conv) / 1e6:.0f}M) |"
+            for label, conv in (("conv+linear", "conv_linear"), ("all", "all"))
+        ),
+    ]
+    if info.accuracy:
+        acc = info.accuracy
+        out.append(
+            f"| top-1 accuracy | {acc['top1']}% on {acc.get('dataset', 'the evaluation set')} "
+            f"({acc.get('source', 'as reported')}) |"
+        )
+    out += [
+        "",
+        f"MACs are counted at {info.input_size}x{info.input_size}, batch 1. {MAC_CONVENTION_NOTE}",
+        "",
+    ]
+    out += ["Architecture (timm `arch_def`, one line per stage):", "", "```"]
+    out += [" ".join(stage) for stage in info.arch.to_arch_def()]
+    out += ["```", ""]
+    out += _latency_section(info.latency)
+    out += _artifact_section(info)
+    out += _usage_section(info)
+    return out
+
+
+def _latency_section(latency: tuple[Latency, ...]) -> list[str]:
+    if not latency:
+        return []
+    out = ["## Latency", ""]
+    out += ["| device | runtime | precision | batch | latency (ms) | source |", "|---|---|---|---|---|---|"]
+    for lat in latency:
+        note = f" ({lat.note})" if lat.note else ""
+        out.append(
+            f"| {lat.device} | {lat.runtime} | {lat.precision} | {lat.batch} | {lat.ms:.2f} "
+            f"| {lat.source}{note} |"
+        )
+    out += [
+        "",
+        "*measured*: timed on the device; *estimated*: predicted, e.g. summed from a per-layer "
+        "latency table.",
+        "",
+    ]
+    return out
+
+
+def _fmt_parity(parity: Any) -> str:
+    if not isinstance(parity, dict) or not parity:
+        return str(parity) if parity not in (None, {}) else "not checked"
+    parts = []
+    for k, v in parity.items():
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.3g}")
+        elif isinstance(v, (int, str, bool)):
+            parts.append(f"{k} {v}")
+    return ", ".join(parts) or "see manifest"
+
+
+def _artifact_section(info: CardInfo) -> list[str]:
+    if not info.artifacts:
+        return []
+    out = ["## Export artifacts", ""]
+    out += [
+        "Each artifact has a `.manifest.json` beside it (sha256, versions, shapes, parity against torch). "
+        "TensorRT engines are keyed by TensorRT version and GPU: an engine only runs where it was built.",
+        "",
+        "| file | format | precision | size | parity vs torch | built for |",
+        "|---|---|---|---|---|---|",
+    ]
+    for art in info.artifacts:
+        m = art["manifest"]
+        trt = m.get("trt") or {}
+        built = f"TensorRT {trt.get('version')}, {trt.get('gpu')}" if trt else "any"
+        out.append(
+            f"| `{art['path']}` | {m['format']} | {m['precision']} | {art['size'] / 1e6:.1f} MB | "
+            f"{_fmt_parity(m.get('parity'))} | {built} |"
+        )
+    out.append("")
+    return out
+
+
+def _usage_section(info: CardInfo) -> list[str]:
+    out = [
+        "## Usage",
+        "",
+        "```python",
+        "import timm",
+        "import dna_zoo  # registers the DNA family with timm",
+        "",
+    ]
+    if info.registered_name:
+        out.append(f'model = timm.create_model("{info.registered_name}", pretrained=True).eval()')
+        out.append(f'# or: timm.create_model("hf-hub:{info.repo_id}", pretrained=True)')
+    else:
+        out.append(f'model = timm.create_model("hf-hub:{info.repo_id}", pretrained=True).eval()')
+    out += [
+        "cfg = timm.data.resolve_data_config({}, model=model)",
+        "transform = timm.data.create_transform(**cfg)",
+        "```",
+        "",
+    ]
+    if info.artifacts:
+        formats = sorted(
+            {"trt" if a["path"].startswith("trt/") else a["path"].split("/")[0] for a in info.artifacts}
+        )
+        out += ["Artifacts:", "", "```bash"]
+        out += [f"dna hub pull {info.repo_id} --artifact {f}" for f in formats]
+        out += ["```", ""]
+    return out
