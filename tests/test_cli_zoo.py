@@ -71,7 +71,7 @@ def test_debug_shows_the_exception():
 
 
 def test_demo_runs_the_zoo():
-    r = runner.invoke(app, ["demo", "--json"])
+    r = runner.invoke(app, ["demo", "--zoo", "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)["zoo"]
     assert [row["model"] for row in rows] == ["dna_a", "dna_b", "dna_c", "dna_d"]

@@ -16,6 +16,8 @@ from dna_zoo.cli import demo as demo_cmd
 from dna_zoo.cli import export as export_cmd
 from dna_zoo.cli import hub as hub_cmd
 from dna_zoo.cli import latency as latency_cmd
+from dna_zoo.cli import retrain as retrain_cmd
+from dna_zoo.cli import search as search_cmd
 from dna_zoo.cli import supernet as supernet_cmd
 from dna_zoo.cli import zoo as zoo_cmd
 from dna_zoo.cli.common import DnaGroup
@@ -54,6 +56,8 @@ def _root(
 app.command("models")(zoo_cmd.models)
 app.command("info")(zoo_cmd.info)
 app.command("demo")(demo_cmd.demo)
+app.command("search")(search_cmd.search)
+app.command("retrain")(retrain_cmd.retrain)
 app.add_typer(supernet_cmd.app, name="supernet")
 app.add_typer(latency_cmd.app, name="latency")
 app.add_typer(hub_cmd.app, name="hub")

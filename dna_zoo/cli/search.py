@@ -1,0 +1,271 @@
+"""`dna search`: the lowest-rated network within latency / MACs / params budgets."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from dna_zoo.cli.common import JsonOpt, QuietOpt, console, err_console, print_json, print_table, reporter
+from dna_zoo.errors import ConfigError, OutputExistsError
+
+_SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}
+
+
+def parse_budget(text: str, *, what: str, unit: str = "") -> float:
+    """A positive budget such as ``400M``, ``5M``, ``1.5G``, ``20`` or ``20ms``."""
+    s = str(text).strip()
+    if unit and s.endswith(unit):
+        s = s[: -len(unit)].strip()
+    m = re.fullmatch(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMGB]?)", s)
+    if not m:
+        raise ConfigError(
+            f"cannot read the {what} budget '{text}'",
+            hint="use a number with an optional k/M/G suffix, e.g. 400M",
+        )
+    value = float(m.group(1)) * _SUFFIX[m.group(2)]
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"the {what} budget must be positive, got '{text}'")
+    return value
+
+
+def _fmt(name: str, value: float) -> str:
+    if name == "latency":
+        return f"{value:.3f} ms"
+    if name == "params":
+        return f"{value / 1e6:.3f}M"
+    if name == "macs":
+        return f"{value / 1e6:.1f}M"
+    return f"{value:g}"
+
+
+def search(
+    ratings: Path | None = typer.Option(None, "--ratings", help="Ratings file from `dna supernet rate`."),
+    latency_ms: float | None = typer.Option(None, "--latency-ms", help="Latency budget in milliseconds."),
+    device: str | None = typer.Option(
+        None, "--device", help="Device of the latency table (cpu, jetson, ...)."
+    ),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="Runtime of the latency table (onnxruntime, ...)."
+    ),
+    precision: str = typer.Option("fp32", "--precision", help="Precision of the latency table."),
+    batch: int = typer.Option(1, "--batch", help="Batch size of the latency table."),
+    threads: int | None = typer.Option(None, "--threads", help="Threads of the latency table."),
+    force_table: bool = typer.Option(
+        False, "--force-table", help="Use a latency table even if it was made for another setting."
+    ),
+    macs: str | None = typer.Option(None, "--macs", help="MACs budget, e.g. 400M."),
+    mac_convention: str = typer.Option(
+        "conv_linear", "--mac-convention", help="conv_linear (conv+linear multiply-adds) or all."
+    ),
+    params: str | None = typer.Option(None, "--params", help="Parameter budget, e.g. 5M."),
+    input_size: int | None = typer.Option(
+        None, "--input-size", help="Input resolution of the costs [224; with --data: 32]."
+    ),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="Classifier size of the costs [1000; with --data: the data's]."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output directory [next to the ratings; with --data: runs/search]."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing best.json / pareto.png."),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="Run the whole pipeline on this data ('builtin' or a folder) instead of --ratings.",
+    ),
+    space: str = typer.Option("small", "--space", help="[pipeline] search space: small, default or a .json."),
+    teacher: str = typer.Option("efficientnet_b0", "--teacher", help="[pipeline] teacher (timm name)."),
+    teacher_weights: str | None = typer.Option(
+        None, "--teacher-weights", help="[pipeline] teacher weights (default: trained on the built-in data)."
+    ),
+    epochs: int = typer.Option(1, "--epochs", help="[pipeline] supernet epochs."),
+    retrain_epochs: int = typer.Option(2, "--retrain-epochs", help="[pipeline] retrain epochs (0: skip)."),
+    baseline: bool = typer.Option(
+        True, "--baseline/--no-baseline", help="[pipeline] retrain a baseline too."
+    ),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Find the lowest-rated network within the budgets; write best.json and pareto.png.
+
+    With --ratings: search a ratings file. With --data: run the whole pipeline (teacher,
+    supernet, rating, latency table, search, retrain) in a resumable run directory.
+    """
+    from dna_zoo.search.constrained import Constraint, constrained_search
+    from dna_zoo.search.cost import MacsCost, ParamsCost
+    from dna_zoo.search.plot import pareto_plot
+    from dna_zoo.search.ratings import Ratings
+
+    if data is not None:
+        if ratings is not None:
+            raise ConfigError("give --ratings or --data, not both")
+        from dna_zoo.search.pipeline import Budgets, PipelineConfig
+
+        cfg = PipelineConfig(
+            data=data, space=space, teacher=teacher, teacher_weights=teacher_weights,
+            input_size=input_size or 32, supernet_epochs=epochs, retrain_epochs=retrain_epochs,
+            baseline=baseline, num_classes=num_classes or 10,
+            budgets=Budgets(
+                latency_ms=latency_ms, device=device, runtime=runtime, precision=precision, threads=threads,
+                macs=None if macs is None else parse_budget(macs, what="MACs"),
+                params=None if params is None else parse_budget(params, what="params"),
+            ),
+        )  # fmt: skip
+        run_and_report(out or Path("runs/search"), cfg, quiet=quiet, json_out=json_out)
+        return
+    if ratings is None:
+        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json, or --data builtin")
+    input_size = input_size or 224
+    num_classes = 1000 if num_classes is None else num_classes
+    if input_size < 8 or num_classes < 0:
+        raise ConfigError(f"invalid input size {input_size} / number of classes {num_classes}")
+    if latency_ms is None and (device or runtime):
+        raise ConfigError("--device/--runtime need a latency budget", hint="add --latency-ms")
+    constraint_texts = [latency_ms is not None, macs is not None, params is not None]
+    if not any(constraint_texts):
+        raise ConfigError(
+            "give at least one budget", hint="--latency-ms 20 --device cpu, --macs 400M or --params 5M"
+        )
+    out_dir = out if out is not None else Path(ratings).parent
+    best_path, plot_path = out_dir / "best.json", out_dir / "pareto.png"
+    if not force:
+        for p in (best_path, plot_path):
+            if p.exists():
+                raise OutputExistsError(p)
+    r = Ratings.load(ratings)
+    kw = dict(input_size=input_size, num_classes=num_classes)
+    constraints = []
+    if latency_ms is not None:
+        if not math.isfinite(latency_ms) or latency_ms <= 0:
+            raise ConfigError(f"the latency budget must be positive, got {latency_ms} ms")
+        if not device:
+            raise ConfigError("a latency budget needs a device", hint="add --device cpu (or jetson, ...)")
+        model = latency_model(
+            r.space, device=device, runtime=runtime, precision=precision, batch=batch,
+            input_size=input_size, threads=threads, force=force_table,
+        )  # fmt: skip
+        if getattr(model, "estimated", False):
+            err_console.print(
+                f"[yellow]warning:[/yellow] latency on '{device}' is ESTIMATED, not measured "
+                f"({model.source}); measure a table on the device with `dna latency build --device {device}`"
+            )
+        constraints.append(Constraint(model, latency_ms))
+    if macs is not None:
+        constraints.append(
+            Constraint(MacsCost(r.space, convention=mac_convention, **kw), parse_budget(macs, what="MACs"))
+        )
+    if params is not None:
+        constraints.append(Constraint(ParamsCost(r.space, **kw), parse_budget(params, what="params")))
+    result = constrained_search(r, constraints, ratings_path=str(ratings))
+    result.save(best_path)
+    pareto_plot(result, plot_path)
+    summary = summarize(result, best_path, plot_path)
+    if json_out:
+        print_json(summary)
+        return
+    show_summary(summary)
+
+
+def latency_model(space, **kwargs):
+    """The latency cost model (from the latency-table module, imported lazily)."""
+    from dna_zoo.search.latency_cost import latency_cost_model
+
+    if kwargs.get("runtime") is None:  # the device's first (preferred) runtime
+        from dna_zoo.search.devices import get_device
+
+        kwargs["runtime"] = get_device(kwargs["device"]).runtimes[0]
+    return latency_cost_model(space, **kwargs)
+
+
+def summarize(result, best_path: Path, plot_path: Path) -> dict:
+    return {
+        "best": str(best_path),
+        "plot": str(plot_path),
+        "name": result.arch.name,
+        "arch_def": result.arch.to_arch_def(),
+        "candidates": list(result.candidates),
+        "rating": result.rating,
+        "costs": [c.to_dict() for c in result.costs],
+        "params": result.params,
+        "macs": result.macs,
+        "input_size": result.input_size,
+        "front_points": len(result.front),
+        "references": [ref.to_dict() for ref in result.references],
+        "seconds": result.meta.get("seconds", {}),
+    }
+
+
+def show_summary(s: dict) -> None:
+    rows = [("rating", f"{s['rating']:.5f}")]
+    for c in s["costs"]:
+        budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
+        est = " ESTIMATED" if c["estimated"] else ""
+        rows.append((c["name"], escape(f"{_fmt(c['name'], c['value'])}{budget} ({c['source']}{est})")))
+    rows += [
+        ("params (analytic)", f"{s['params']:,}"),
+        ("MACs conv+linear", f"{s['macs']['conv_linear'] / 1e6:.1f}M at {s['input_size']}px"),
+        ("MACs all", f"{s['macs']['all'] / 1e6:.1f}M (conv+linear plus BN/activation elements)"),
+        ("Pareto front", f"{s['front_points']} networks along {s['costs'][0]['name']}"),
+        ("solver time", f"{sum(s['seconds'].values()):.3f} s"),
+    ]
+    print_table("dna search: chosen network", ["", "value"], rows)
+    console.print("arch_def:")
+    for stage in s["arch_def"]:
+        console.print("  " + ", ".join(stage))
+    console.print(f"wrote {s['best']} and {s['plot']}")
+
+
+def run_and_report(run_dir: Path, cfg, *, quiet: bool, json_out: bool) -> dict:
+    """Run (or resume) the pipeline and print its report (shared by `dna search --data` and `dna demo`)."""
+    import time
+
+    from dna_zoo.search.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
+
+    def stage(msg: str) -> None:
+        if not (quiet or json_out):
+            err_console.print(f"[bold]== {msg}[/bold] [dim]({time.perf_counter() - t0:.0f} s)[/dim]")
+
+    report = run_pipeline(run_dir, cfg, progress=reporter(quiet or json_out), on_stage=stage)
+    if json_out:
+        print_json(report)
+    else:
+        show_report(report)
+    return report
+
+
+def show_report(r: dict) -> None:
+    s = r["search"]
+    rows = [("rating", f"{s['rating']:.4f} (sum of normalised block losses)")]
+    for c in s["costs"]:
+        budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
+        rows.append((f"predicted {c['name']}", f"{_fmt(c['name'], c['value'])}{budget}"))
+    rows.append(("params / MACs", f"{s['params']:,} / {s['macs']['conv_linear'] / 1e6:.1f}M (conv+linear)"))
+    lat = r.get("latency", {})
+    acc = r.get("retrain", {})
+    for name in ("searched", "baseline"):
+        if name in lat:
+            lv = lat[name]
+            rows.append(
+                (f"{name}: latency", f"predicted {lv['predicted_ms']:.3f} ms, "
+                 f"measured {lv['measured_ms']:.3f} ms ({lv['error_pct']:+.1f}%)")
+            )  # fmt: skip
+        if name in acc:
+            rows.append((f"{name}: top-1 after retrain", f"{acc[name]['top1']:.2f}%"))
+    if "teacher" in r and r["teacher"].get("top1") is not None:
+        rows.append(("teacher top-1", f"{r['teacher']['top1']:.2f}% ({r['teacher']['model']})"))
+    for n, e in r.get("export", {}).items():
+        rows.append((f"{n}: ONNX", f"{e['path']} (ORT vs torch max |diff| {e['max_abs_diff']:.1e})"))
+    rows.append(("time", ", ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items())))
+    print_table(f"DNA pipeline: {r['run_dir']}", ["", "value"], rows)
+    console.print("chosen architecture (arch_def):")
+    for stage in s["arch_def"]:
+        console.print("  " + ", ".join(stage))
+    if "baseline" in r:
+        console.print(f"baseline: {r['baseline']['how']}")
+    console.print(f"wrote {s['best']}, {s['plot']} and {r['run_dir']}/report.json")

@@ -1,0 +1,460 @@
+"""The whole DNA pipeline in one resumable run directory.
+
+teacher (trained on the built-in data, cached; or given) -> supernet (block-wise KD of
+every block from one teacher pass) -> ratings (every candidate) -> latency table for the
+device (built here if it is the local CPU and missing) -> exact constrained search ->
+retrain the chosen net and a baseline of similar predicted latency -> export to ONNX and
+measure both on the table's runtime -> ``report.json``.
+
+Every stage leaves its output in the run directory (``pipeline.json`` records the
+settings); running again with the same settings skips finished stages and resumes an
+interrupted supernet or retraining from its checkpoint.
+
+Run directory::
+
+    pipeline.json            settings (a resumed run must match them)
+    supernet/                `dna supernet train` run (checkpoints, run.json)
+    ratings.json             every candidate's loss
+    best.json, pareto.png    the search result
+    retrain/, baseline/      model.safetensors + config.json of each retrained net
+    best.onnx, baseline.onnx exported nets
+    report.json              chosen arch, predicted vs measured latency, accuracies
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dna_zoo.errors import ConfigError, DnaZooError
+from dna_zoo.progress import Reporter
+
+log = logging.getLogger(__name__)
+
+PIPELINE_FILE = "pipeline.json"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The search budgets; ``latency_ms="auto"`` means halfway along the achievable range."""
+
+    latency_ms: float | str | None = None
+    device: str | None = None
+    runtime: str | None = None
+    precision: str = "fp32"
+    threads: int | None = None
+    macs: float | None = None
+    params: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.latency_ms is None and self.macs is None and self.params is None:
+            raise ConfigError(
+                "give at least one budget", hint="--latency-ms 20 --device cpu, --macs or --params"
+            )
+        if self.latency_ms is not None and not self.device:
+            raise ConfigError("a latency budget needs a device", hint="add --device cpu")
+        for name in ("macs", "params"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ConfigError(f"the {name} budget must be positive, got {v}")
+        if isinstance(self.latency_ms, (int, float)) and not self.latency_ms > 0:
+            raise ConfigError(f"the latency budget must be positive, got {self.latency_ms} ms")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of a pipeline run; the defaults are the built-in demo (about 10 min on 2 cores)."""
+
+    data: str = "builtin"
+    space: str = "small"
+    teacher: str = "efficientnet_b0"
+    teacher_weights: str | None = None
+    teacher_epochs: int = 4
+    teacher_limit: int | None = None
+    input_size: int = 32
+    in_chans: int = 3
+    num_classes: int = 10
+    supernet_epochs: int = 1
+    supernet_batch_size: int = 64
+    supernet_limit: int | None = None
+    rate_bn_batches: int = 4
+    rate_eval_batches: int = 8
+    retrain_epochs: int = 2
+    retrain_batch_size: int = 128
+    retrain_max_steps: int | None = None
+    kd: bool = True
+    baseline: bool = True
+    seed: int = 0
+    budgets: Budgets = field(default_factory=lambda: Budgets(latency_ms="auto", device="cpu"))
+
+    def __post_init__(self) -> None:
+        if self.retrain_epochs < 0 or self.teacher_epochs < 1 or self.supernet_epochs < 1:
+            raise ConfigError("epochs must be positive (retrain epochs may be 0 to skip retraining)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from dna_zoo.search.rundir import atomic_write_json
+
+    atomic_write_json(path, obj)
+
+
+def _check_run_dir(run: Path, cfg: PipelineConfig) -> None:
+    """A new run directory, or one of a run with exactly these settings."""
+    p = run / PIPELINE_FILE
+    if p.exists():
+        try:
+            old = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{p} is unreadable: {e}", hint="use another --out") from e
+        if old != json.loads(json.dumps(cfg.to_dict(), default=str)):
+            diff = sorted(
+                k for k, v in cfg.to_dict().items() if json.loads(json.dumps(v, default=str)) != old.get(k)
+            )
+            raise ConfigError(
+                f"{run} holds a pipeline run with other settings ({', '.join(diff)})",
+                hint="resume with the same settings, or use another --out",
+            )
+        return
+    if run.exists() and any(run.iterdir()):
+        raise ConfigError(f"{run} exists and is not a pipeline run directory", hint="use a new --out")
+    run.mkdir(parents=True, exist_ok=True)
+    _write_json(p, cfg.to_dict())
+
+
+# --- stages ---------------------------------------------------------------------------------------
+def stage_teacher(cfg: PipelineConfig, progress: Reporter | None) -> tuple[str, dict[str, Any]]:
+    """The teacher's weights file: given, or trained on the built-in data (cached)."""
+    if cfg.teacher_weights is not None:
+        return cfg.teacher_weights, {
+            "model": cfg.teacher,
+            "weights": cfg.teacher_weights,
+            "trained_here": False,
+        }
+    from dna_zoo.search.data import is_builtin
+    from dna_zoo.search.teacher_train import train_teacher
+
+    if not is_builtin(cfg.data):
+        raise ConfigError(
+            "a teacher for your own data needs trained weights", hint="pass --teacher-weights FILE"
+        )
+    res = train_teacher(
+        cfg.teacher, data=cfg.data, epochs=cfg.teacher_epochs, input_size=cfg.input_size,
+        in_chans=cfg.in_chans, seed=cfg.seed, limit=cfg.teacher_limit, progress=progress,
+    )  # fmt: skip
+    info = {
+        "model": cfg.teacher, "weights": str(res.path), "top1": 100 * res.accuracy, "cached": res.cached,
+        "seconds": round(res.seconds, 1), "trained_here": True,
+    }  # fmt: skip
+    return str(res.path), info
+
+
+def stage_ratings(run: Path, cfg: PipelineConfig, teacher_weights: str, progress: Reporter | None):
+    """Supernet training (resumed if interrupted) and rating; reused if ratings exist."""
+    from dna_zoo.search.ratings import Ratings
+
+    out = run / "ratings.json"
+    if out.exists():
+        return Ratings.load(out), {"reused": True}
+    from dna_zoo.search.rate import RateConfig, rate_run
+    from dna_zoo.search.rundir import RunDir
+    from dna_zoo.search.train import train_supernet
+
+    sdir = run / "supernet"
+    t0 = time.perf_counter()
+    res = train_supernet(
+        sdir, space=cfg.space, teacher=cfg.teacher, teacher_weights=teacher_weights, data=cfg.data,
+        config={
+            "epochs": cfg.supernet_epochs, "batch_size": cfg.supernet_batch_size,
+            "input_size": cfg.input_size,
+            "in_chans": cfg.in_chans, "limit": cfg.supernet_limit, "seed": cfg.seed,
+        },
+        resume=RunDir(sdir).exists(), progress=progress,
+    )  # fmt: skip
+    t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ratings = rate_run(
+        sdir, out=out,
+        config=RateConfig(bn_batches=cfg.rate_bn_batches, eval_batches=cfg.rate_eval_batches, seed=cfg.seed),
+        progress=progress,
+    )  # fmt: skip
+    return ratings, {
+        "supernet_steps": res.steps, "teacher_passes": res.teacher_passes,
+        "supernet_seconds": round(t_train, 1), "rating_seconds": round(time.perf_counter() - t0, 1),
+    }  # fmt: skip
+
+
+def latency_cost(space, cfg: PipelineConfig, *, build: bool, progress: Reporter | None):
+    """The latency cost model at the pipeline's resolution and classes; for the local CPU a
+    missing table is measured first (``build``)."""
+    from dna_zoo.search.devices import get_device
+    from dna_zoo.search.latency_build import build_table, resolve_spec
+    from dna_zoo.search.latency_cost import LatencyCost, find_table
+
+    b = cfg.budgets
+    runtime = b.runtime or get_device(b.device).runtimes[0]
+    spec = resolve_spec(
+        b.device, runtime, precision=b.precision, input_size=cfg.input_size, threads=b.threads,
+        in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+    )  # fmt: skip
+    table = find_table(spec)
+    if table is not None:
+        try:
+            return LatencyCost(space, table), {"table": "cached", "spec": spec.to_dict()}
+        except DnaZooError:
+            table = None  # measured for another space: build_table extends it
+    if build and get_device(b.device).local:
+        t0 = time.perf_counter()
+        table = build_table(space, spec, include_published=False, progress=progress)
+        return LatencyCost(space, table), {
+            "table": "built", "spec": spec.to_dict(), "build_seconds": round(time.perf_counter() - t0, 1),
+        }  # fmt: skip
+    from dna_zoo.search.latency_cost import latency_cost_model
+
+    model = latency_cost_model(
+        space, device=b.device, runtime=runtime, precision=b.precision, input_size=cfg.input_size,
+        threads=b.threads,
+    )  # fmt: skip
+    return model, {
+        "table": "estimated" if model.estimated else "cached",
+        "spec": spec.to_dict(),
+    }
+
+
+def baseline_network(space, model, target: float, chosen, *, seed: int = 0, draws: int = 3000):
+    """A random network of the space whose cost is closest to ``target`` (not the chosen one)."""
+    rng = random.Random(seed)
+    best, best_gap = None, math.inf
+    fixed = model.fixed_cost()
+    per_block = [[(c, model.cost(c)) for c in space.block_candidates(b)] for b in range(len(space.blocks))]
+    for _ in range(draws):
+        pick = [rng.choice(cands) for cands in per_block]
+        cost = fixed + sum(c for _, c in pick)
+        choice = [c for c, _ in pick]
+        if [c.key for c in choice] == list(chosen):
+            continue
+        gap = abs(cost - target)
+        if gap < best_gap:
+            best, best_gap = choice, gap
+    return space.to_encoding(best, name="baseline"), fixed + sum(model.cost(c) for c in best)
+
+
+def measure_latency(models: dict[str, Any], cfg: PipelineConfig, spec: dict[str, Any]) -> dict[str, float]:
+    """End-to-end latency (ms, median) of the given torch models on the table's runtime,
+    interleaved in every round (this CPU drifts by up to 25% within seconds)."""
+    import statistics
+
+    import torch
+
+    from dna_zoo.search.latency_build import make_runtime
+    from dna_zoo.search.latency_runtimes import TimingConfig, time_rounds
+    from dna_zoo.search.latency_table import TableSpec
+
+    ts = TableSpec.from_dict(spec)
+    runtime = make_runtime(ts)
+    work = Path(tempfile.mkdtemp(prefix="dna-measure-"))
+    try:
+        x = torch.randn(ts.batch, ts.in_chans, ts.input_size, ts.input_size)
+        runners = [runtime.prepare(m.eval(), [x], work, name) for name, m in models.items()]
+        rounds = time_rounds(
+            runners, TimingConfig(runs_per_round=5, min_rounds=15, max_rounds=15, max_seconds=60)
+        )
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return {name: statistics.median(r[i] for r in rounds) * 1e3 for i, name in enumerate(models)}
+
+
+def _ort_session(ort, path: str):
+    """A CPU session; per-session threads unless the process already set ORT's global pool
+    (the latency runtime does, so sessions timed in turn share one pool)."""
+    try:
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except RuntimeError as e:
+        if "global thread pool" not in str(e):
+            raise
+        so = ort.SessionOptions()
+        so.use_per_session_threads = False
+        return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def export_onnx_checked(model, path: Path, *, input_size: int, in_chans: int) -> dict[str, Any]:
+    """ONNX export (opset 17) and the max abs difference of ONNX Runtime vs torch."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    model = model.eval()
+    x = torch.randn(2, in_chans, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                model, (x,), tmp, input_names=["input"], output_names=["logits"], opset_version=17,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+            )  # fmt: skip
+            ref = model(x).numpy()
+        sess = _ort_session(ort, tmp)
+        got = sess.run(None, {"input": x.numpy()})[0]
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {"path": str(path), "max_abs_diff": float(np.abs(ref - got).max()), "opset": 17}
+
+
+def run_pipeline(
+    run_dir: str | Path, cfg: PipelineConfig = PipelineConfig(), *, progress: Reporter | None = None,
+    on_stage=None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run (or resume) the whole pipeline in ``run_dir``; returns (and writes) the report."""
+    from dna_zoo.search.constrained import Constraint, constrained_search
+    from dna_zoo.search.cost import MacsCost, ParamsCost
+    from dna_zoo.search.plot import pareto_plot
+    from dna_zoo.search.retrain import RetrainConfig, load_retrained, retrain
+
+    run = Path(run_dir)
+    _check_run_dir(run, cfg)
+    say = on_stage or (lambda msg: log.info(msg))
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    report: dict[str, Any] = {"run_dir": str(run), "settings": cfg.to_dict()}
+
+    def timed(name: str, t0: float) -> None:
+        timings[name] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    say("teacher")
+    teacher_weights, report["teacher"] = stage_teacher(cfg, progress)
+    timed("teacher", t0)
+
+    t0 = time.perf_counter()
+    say("supernet training and rating")
+    ratings, report["supernet"] = stage_ratings(run, cfg, teacher_weights, progress)
+    timed("supernet+rating", t0)
+    space = ratings.space
+
+    t0 = time.perf_counter()
+    b = cfg.budgets
+    kw = dict(input_size=cfg.input_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+    constraints = []
+    lat_model, lat_info = None, None
+    if b.latency_ms is not None:
+        say("latency table")
+        lat_model, lat_info = latency_cost(space, cfg, build=True, progress=progress)
+        report["latency_table"] = lat_info
+        budget = b.latency_ms
+        if budget == "auto":
+            from dna_zoo.search.constrained import build_problem
+            from dna_zoo.search.knapsack import front_along
+
+            front = front_along(build_problem(ratings, [lat_model]), 0)
+            budget = float(front.costs[0] + 0.5 * (front.costs[-1] - front.costs[0]))
+            report["auto_budget_ms"] = budget
+        constraints.append(Constraint(lat_model, float(budget)))
+    timed("latency table", t0)
+    if b.macs is not None:
+        constraints.append(Constraint(MacsCost(space, **kw), float(b.macs)))
+    if b.params is not None:
+        constraints.append(Constraint(ParamsCost(space, **kw), float(b.params)))
+
+    t0 = time.perf_counter()
+    say("search")
+    result = constrained_search(
+        ratings, constraints, name="dna_searched", ratings_path=str(run / "ratings.json")
+    )
+    result.save(run / "best.json")
+    pareto_plot(result, run / "pareto.png")
+    timed("search", t0)
+    report["search"] = {
+        "best": str(run / "best.json"), "plot": str(run / "pareto.png"),
+        "arch_def": result.arch.to_arch_def(),
+        "candidates": list(result.candidates), "rating": result.rating,
+        "costs": [c.to_dict() for c in result.costs], "params": result.params, "macs": result.macs,
+        "front_points": len(result.front), "solver_seconds": result.meta.get("seconds"),
+    }  # fmt: skip
+
+    nets = {"searched": result.arch}
+    axis_model = constraints[0].model
+    if cfg.baseline:
+        enc, cost = baseline_network(
+            space, axis_model, result.costs[0].value, result.candidates, seed=cfg.seed
+        )  # fmt: skip
+        nets["baseline"] = enc
+        report["baseline"] = {
+            "arch_def": enc.to_arch_def(), "predicted": cost, "cost": axis_model.name,
+            "rating": sum(ratings.losses[c.key] for c in space.from_encoding(enc)),
+            "how": f"random network of the space with the {axis_model.name} closest to the searched net's",
+        }  # fmt: skip
+
+    trained = {}
+    if cfg.retrain_epochs > 0:
+        teacher_model = None
+        if cfg.kd:
+            from dna_zoo.zoo import build_model
+
+            teacher_model = build_model(cfg.teacher, weights=teacher_weights, in_chans=cfg.in_chans)
+        from dna_zoo.search.data import open_dataset
+
+        common = dict(input_size=cfg.input_size, in_chans=cfg.in_chans)
+        train_src = open_dataset(cfg.data, split="train", **common)
+        val_src = open_dataset(cfg.data, split="val", **common)
+        info = {"name": cfg.data, "input_size": cfg.input_size, **train_src.identity}
+        for name, enc in nets.items():
+            t0 = time.perf_counter()
+            say(f"retrain {name}")
+            out = run / ("retrain" if name == "searched" else name)
+            res = retrain(
+                enc, train_set=train_src.dataset, eval_set=val_src.dataset, num_classes=cfg.num_classes,
+                in_chans=cfg.in_chans, out_dir=out, teacher=teacher_model, data_info=info,
+                config=RetrainConfig(
+                    epochs=cfg.retrain_epochs, batch_size=cfg.retrain_batch_size, seed=cfg.seed,
+                    max_steps_per_epoch=cfg.retrain_max_steps,
+                ),
+                progress=progress,
+            )  # fmt: skip
+            trained[name] = load_retrained(out)
+            report.setdefault("retrain", {})[name] = {
+                "top1": res.top1, "kept": res.kept, "epochs": res.epochs, "seconds": round(res.seconds, 1),
+                "weights": str(res.weights),
+            }  # fmt: skip
+            timed(f"retrain {name}", t0)
+
+    t0 = time.perf_counter()
+    say("export and measure")
+    import timm
+
+    models = trained or {
+        n: timm.create_model("dna_net", arch=e, num_classes=cfg.num_classes, in_chans=cfg.in_chans)
+        for n, e in nets.items()
+    }
+    report["export"] = {
+        n: export_onnx_checked(m, run / f"{'best' if n == 'searched' else n}.onnx", input_size=cfg.input_size,
+                               in_chans=cfg.in_chans)
+        for n, m in models.items()
+    }  # fmt: skip
+    if lat_model is not None and lat_info is not None and not lat_model.estimated:
+        measured = measure_latency(models, cfg, lat_info["spec"])
+        report["latency"] = {
+            n: {
+                "predicted_ms": lat_model.network_cost(nets[n]), "measured_ms": measured[n],
+                "error_pct": 100 * (lat_model.network_cost(nets[n]) - measured[n]) / measured[n],
+            }
+            for n in models
+        }  # fmt: skip
+    timed("export+measure", t0)
+    report["seconds"] = {**timings, "total": round(time.perf_counter() - t_start, 1)}
+    _write_json(run / "report.json", report)
+    return report
