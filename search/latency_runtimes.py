@@ -373,6 +373,12 @@ def get_runtime(name: str, options: RuntimeOptions | None = None, *, device: str
 _GLOBAL_POOL: list[int] = []
 
 
+def ort_global_pool_active() -> bool:
+    """True once this process set ORT's shared thread pool: every later session must then
+    be made with ``use_per_session_threads = False`` (ORT refuses it otherwise)."""
+    return bool(_GLOBAL_POOL) and _GLOBAL_POOL[0] > 0
+
+
 def _shared_pool(threads: int) -> bool:
     """Use ORT's process-wide thread pool of ``threads`` threads (set once, before the first
     session); False when it was set to another size, or ORT sessions already exist."""
