@@ -77,13 +77,10 @@ class Ratings:
 
     @classmethod
     def load(cls, path: str | Path) -> Ratings:
+        from dna_zoo.zoo import read_json
+
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"ratings file {p} does not exist", hint="run `dna supernet rate` first")
-        try:
-            d = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{p} is not a valid ratings file: {e}") from e
+        d = read_json(p, what="ratings file", hint="run `dna supernet rate` first")
         if not isinstance(d, dict) or d.get("format") != RATINGS_FORMAT:
             raise ConfigError(f"{p} is not a dna-zoo ratings file")
         if d.get("version") != RATINGS_VERSION:

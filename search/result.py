@@ -10,7 +10,6 @@ the space identity, the Pareto front, and DNA-a..d costed by the same models.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,13 +195,10 @@ class SearchResult:
 
     @classmethod
     def load(cls, path: str | Path) -> SearchResult:
+        from dna_zoo.zoo import read_json
+
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"search result {p} does not exist", hint="run `dna search` first")
-        try:
-            d = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{p} is not a valid search result: {e}") from e
+        d = read_json(p, what="search result", hint="run `dna search` first")
         try:
             return cls.from_dict(d)
         except ConfigError as e:
