@@ -16,7 +16,6 @@ trusted only if its sha256 matches the manifest: a corrupt checkpoint is reporte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -28,6 +27,7 @@ import torch
 
 from dna_zoo.errors import ConfigError, DnaZooError, OutputExistsError
 from dna_zoo.search.space import SearchSpace
+from dna_zoo.weights import sha256_file
 
 RUN_FORMAT = "dna-zoo-supernet-run"
 RUN_VERSION = 1
@@ -55,14 +55,6 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=1, default=str))
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class RunDir:
@@ -154,7 +146,7 @@ class RunDir:
         manifest = {
             "format": CKPT_FORMAT,
             "file": path.name,
-            "sha256": sha256_of(path),
+            "sha256": sha256_file(path),
             "step": step,
             "epoch": int(state["epoch"]),
             "batch": int(state["batch"]),
@@ -179,7 +171,7 @@ class RunDir:
                 f"checkpoint {path} named by {self.manifest} is missing",
                 hint="restore it; the run files were left as they are",
             )
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         if digest != m.get("sha256"):
             raise CheckpointError(
                 f"checkpoint {path} is corrupt (sha256 {digest[:12]}... does not match the manifest's "

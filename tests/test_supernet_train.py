@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
 from dna_zoo.search.data import fashion_mnist_dir, open_dataset
-from dna_zoo.search.rundir import RunDir, sha256_of
+from dna_zoo.search.rundir import RunDir
 from dna_zoo.search.space import small_space
 from dna_zoo.search.supernet import PathSampler, Supernet
 from dna_zoo.search.teacher import Teacher
 from dna_zoo.search.train import TrainConfig, block_losses, build_optimizer, train_supernet
-from dna_zoo.weights import save_safetensors
+from dna_zoo.weights import save_safetensors, sha256_file
 
 pytestmark = pytest.mark.skipif(
     not (fashion_mnist_dir() / "train-images-idx3-ubyte.gz").is_file(),
@@ -80,7 +80,7 @@ def _final_params(run) -> dict[str, torch.Tensor]:
 
 def _tree_digest(path) -> dict[str, tuple[str, int]]:
     return {
-        str(p.relative_to(path)): (sha256_of(p), p.stat().st_mtime_ns)
+        str(p.relative_to(path)): (sha256_file(p), p.stat().st_mtime_ns)
         for p in sorted(path.rglob("*"))
         if p.is_file()
     }
