@@ -42,6 +42,7 @@ from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.devices import DeviceIdentity, get_device, identify
 from dna_zoo.search.latency_cache import complete_path, partial_path
 from dna_zoo.search.latency_runtimes import (
+    Runner,
     Runtime,
     RuntimeOptions,
     TimingConfig,
@@ -232,6 +233,29 @@ def item_inputs(item: Item, spec: TableSpec, seed: int = 0) -> list:
 
 
 # --- measuring ------------------------------------------------------------------------------------
+def prepare_item(
+    item: Item, spec: TableSpec, runtime: Runtime, workdir: Path, *, copies: int = DEFAULT_COPIES
+) -> list[Runner]:
+    """Runners of the 1-copy and the ``copies``-copy models of ``item``."""
+    import torch
+
+    torch.manual_seed(0)
+    return runtime.prepare_copies(
+        item_module(item, spec).eval(), item_inputs(item, spec), workdir, "item", (1, copies)
+    )
+
+
+def reference_item(items: Sequence[Item], spec: TableSpec) -> Item:
+    """The layer every entry is timed against: a stride-1 layer at 1/8 of the input size
+    (mid-sized, so its cost is well above timer noise); ties broken by key, so one space and
+    spec always give the same reference."""
+    layers = [it for it in items if it.kind == "layer" and it.layer is not None and it.layer.stride == 1]
+    if not layers:
+        raise ConfigError("no stride-1 layer to use as the timing reference")
+    target = max(1, spec.input_size // 8)
+    return min(layers, key=lambda it: (abs(it.in_res - target), it.key))
+
+
 def measure_item(
     item: Item,
     spec: TableSpec,
@@ -240,26 +264,53 @@ def measure_item(
     *,
     copies: int = DEFAULT_COPIES,
     timing: TimingConfig | None = None,
+    reference: Sequence[Runner] | None = None,
 ) -> Entry:
-    """Marginal cost of one item inside a graph: interleave 1-copy and k-copy models."""
-    import torch
+    """Marginal cost of one item inside a graph: interleave 1-copy and k-copy models.
 
+    With ``reference`` (the 1- and k-copy runners of the reference layer), the reference is
+    timed in the same rounds and the entry also records the cost relative to it: this
+    machine's speed drifts by up to 25% within seconds, which moves an absolute figure but
+    not the ratio of two figures taken side by side.
+    """
     timing = timing or TimingConfig()
-    torch.manual_seed(0)
-    run_1, run_k = runtime.prepare_copies(
-        item_module(item, spec).eval(), item_inputs(item, spec), workdir, "item", (1, copies)
-    )
+    runners = prepare_item(item, spec, runtime, workdir, copies=copies) + list(reference or ())
 
-    def marginals(rounds: list[list[float]]) -> list[float]:
-        return [(r[1] - r[0]) / (copies - 1) for r in rounds]
+    def marginals(rounds: list[list[float]], at: int = 0) -> list[float]:
+        return [(r[at + 1] - r[at]) / (copies - 1) for r in rounds]
 
-    rounds = time_rounds([run_1, run_k], timing, until=lambda rs: stable(marginals(rs), timing.rel_tol))
+    def ratios(rounds: list[list[float]]) -> list[float]:
+        return [m / max(ref, 1e-9) for m, ref in zip(marginals(rounds), marginals(rounds, 2), strict=True)]
+
+    figure = ratios if reference else marginals
+    rounds = time_rounds(runners, timing, until=lambda rs: stable(figure(rs), timing.rel_tol))
     med, iqr = median_and_iqr(marginals(rounds))
     if med <= 0:
         logger.warning(
             "%s: marginal cost %.4f ms is not positive (noise); recorded as 0", item.key, med * 1e3
         )
-    return Entry(max(med, 0.0) * 1e3, iqr * 1e3, len(rounds) * timing.runs_per_round, MEASURED)
+    runs = len(rounds) * timing.runs_per_round
+    if not reference:
+        return Entry(max(med, 0.0) * 1e3, iqr * 1e3, runs, MEASURED)
+    rel, rel_iqr = median_and_iqr(ratios(rounds))
+    ref_ms = statistics.median(marginals(rounds, 2)) * 1e3
+    # provisional ms (this item's own reference speed); finalised against the build's median
+    return Entry(max(rel, 0.0) * ref_ms, rel_iqr * ref_ms, runs, MEASURED, max(rel, 0.0))
+
+
+def anchor_entries(entries: dict[str, Entry]) -> float | None:
+    """Put every reference-relative entry on one time base: ``relative`` x the reference's
+    median over the whole build (each entry's provisional ms / relative is the reference's
+    cost in that entry's rounds). Returns that reference cost (ms), or None."""
+    refs = [e.median_ms / e.relative for e in entries.values() if e.relative]
+    if not refs:
+        return None
+    ref_ms = statistics.median(refs)
+    for key, e in list(entries.items()):
+        if e.relative is not None:
+            spread = e.spread_ms / (e.median_ms / e.relative) if e.median_ms and e.relative else 0.0
+            entries[key] = Entry(e.relative * ref_ms, spread * ref_ms, e.runs, e.source, e.relative)
+    return ref_ms
 
 
 def measure_networks(
@@ -410,13 +461,23 @@ def build_table(
     spent = float(table.meta.get("build_seconds", 0.0))
     work = Path(tempfile.mkdtemp(prefix="dna-latency-"))
     try:
+        ref_item = reference_item(items, spec)
+        ref_dir = work / "reference"
+        ref_dir.mkdir()
+        reference = prepare_item(ref_item, spec, runtime, ref_dir, copies=copies) if todo else None
+        table.method["reference"] = ref_item.key
         for item in reporter_or_null(progress).track(
             todo, f"measure layers ({spec.device}/{spec.runtime})", total=len(todo)
         ):
-            table.entries[item.key] = measure_item(item, spec, runtime, work, copies=copies, timing=timing)
+            table.entries[item.key] = measure_item(
+                item, spec, runtime, work, copies=copies, timing=timing, reference=reference
+            )
             _clear(work)
             table.meta["build_seconds"] = round(spent + time.perf_counter() - t0, 1)
             table.save(part)
+        ref_ms = anchor_entries(table.entries)
+        if ref_ms is not None:
+            table.meta["reference_ms"] = round(ref_ms, 6)
         if calibrate:
             nets = calibration_networks(space, include_published=include_published)
             measured = measure_networks(
@@ -448,6 +509,8 @@ def _start_table(
             "kind": "marginal-in-graph",
             "copies": copies,
             "formula": "(T_k - T_1) / (k - 1), k copies on distinct inputs in one model, interleaved rounds",
+            "anchor": "each entry timed relative to a reference layer in the same rounds, "
+            "then scaled by the reference's median over the build",
             "runtime_options": runtime.describe_options(),
             "pin_threads": pin_threads,
         },
@@ -483,7 +546,8 @@ def _start_table(
 
 def _clear(folder: Path) -> None:
     for p in folder.iterdir():
-        p.unlink(missing_ok=True)
+        if p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def table_summary(table: LatencyTable) -> dict[str, Any]:

@@ -117,22 +117,35 @@ class Entry:
     spread_ms: float = 0.0
     runs: int = 0
     source: str = MEASURED
+    #: cost relative to the build's reference layer, timed in the same rounds (drift-free);
+    #: ``median_ms`` is this ratio times the reference's median over the whole build
+    relative: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "median_ms": round(self.median_ms, 6),
             "spread_ms": round(self.spread_ms, 6),
             "runs": self.runs,
             "source": self.source,
         }
+        if self.relative is not None:
+            d["relative"] = round(self.relative, 6)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Entry:
+        rel = d.get("relative")
         e = cls(
-            float(d["median_ms"]), float(d.get("spread_ms", 0.0)), int(d.get("runs", 0)), str(d["source"])
+            float(d["median_ms"]),
+            float(d.get("spread_ms", 0.0)),
+            int(d.get("runs", 0)),
+            str(d["source"]),
+            None if rel is None else float(rel),
         )
         if not (math.isfinite(e.median_ms) and math.isfinite(e.spread_ms)) or e.median_ms < 0:
             raise ValueError(f"invalid latency {e.median_ms}")
+        if e.relative is not None and not (math.isfinite(e.relative) and e.relative >= 0):
+            raise ValueError(f"invalid relative cost {e.relative}")
         if e.source not in (MEASURED, ESTIMATED):
             raise ValueError(f"invalid entry source {e.source!r}")
         return e

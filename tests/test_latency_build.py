@@ -16,11 +16,18 @@ from latency_helpers import tiny_space, tiny_spec
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
-from dna_zoo.search.latency_build import build_table, items_for, measure_item, random_network, resolve_spec
+from dna_zoo.search.latency_build import (
+    anchor_entries,
+    build_table,
+    items_for,
+    measure_item,
+    random_network,
+    resolve_spec,
+)
 from dna_zoo.search.latency_cache import complete_path, partial_path
 from dna_zoo.search.latency_cost import latency_cost_model
 from dna_zoo.search.latency_runtimes import RuntimeOptions, TimingConfig, TorchEager
-from dna_zoo.search.latency_table import LatencyTable
+from dna_zoo.search.latency_table import Entry, LatencyTable
 from dna_zoo.search.latency_validate import save_report, validate
 
 QUICK = TimingConfig.quick()
@@ -115,8 +122,27 @@ def test_killed_build_resumes(tmp_path, monkeypatch):
     )
     assert final.exists() and not part.exists()
     assert set(resumed.entries) == {it.key for it in items_for(tiny_space(), spec, include_published=False)}
-    for k, e in kept.items():  # measured before the kill, kept as they were
-        assert resumed.entries[k] == e
+    ref_ms = resumed.meta["reference_ms"]
+    for k, e in kept.items():  # measured before the kill, kept (only put on the build's time base)
+        r = resumed.entries[k]
+        assert (r.relative, r.runs) == (e.relative, e.runs) and e.relative is not None
+        assert r.median_ms == pytest.approx(e.relative * ref_ms)
+    assert resumed.method["reference"] in resumed.entries
+
+
+def test_anchor_entries_share_one_time_base():
+    # the same layer ratios measured while the machine ran at three different speeds
+    entries = {
+        "a": Entry(2.0, 0.2, 7, "measured", 1.0),  # reference cost 2.0 ms in its rounds
+        "b": Entry(1.5, 0.0, 7, "measured", 0.5),  # reference 3.0 ms (machine slower)
+        "c": Entry(5.0, 0.5, 7, "measured", 2.0),  # reference 2.5 ms
+        "d": Entry(0.7, 0.0, 7, "measured"),  # not reference-relative: left alone
+    }
+    ref = anchor_entries(entries)
+    assert ref == pytest.approx(2.5)
+    assert [entries[k].median_ms for k in "abc"] == pytest.approx([2.5, 1.25, 5.0])
+    assert entries["c"].spread_ms == pytest.approx(0.5)
+    assert entries["d"].median_ms == 0.7
 
 
 def test_validate_writes_json_and_png(built, tmp_path):
