@@ -323,12 +323,18 @@ def measure_networks(
     passes: int = 1,
     progress: Reporter | None = None,
 ) -> list[list[float]]:
-    """End-to-end latency (ms) of whole networks on the runtime: per pass, the median over
-    rounds, all networks interleaved in every round. ``result[p][i]``: pass p, network i."""
+    """End-to-end latency (ms) of whole networks on the runtime. ``result[p][i]``: pass p, network i.
+
+    Every round runs each network once, all interleaved, so a round lasts well under a second.
+    This machine's speed drifts by up to 25% within seconds; what a drift does to a round it
+    does to every network in it, so each round is first put on the pass's median speed
+    (divided by its total over the pass's median total) and a network's figure is its median
+    over the normalised rounds. What is left is each network's own run-to-run noise.
+    """
     import timm
     import torch
 
-    timing = timing or TimingConfig(runs_per_round=3, min_rounds=9, max_rounds=9, max_seconds=120.0)
+    timing = timing or TimingConfig(runs_per_round=1, min_rounds=25, max_rounds=25, max_seconds=120.0)
     runners = []
     for i, enc in enumerate(
         reporter_or_null(progress).track(networks, "export networks", total=len(networks))
@@ -341,9 +347,19 @@ def measure_networks(
         runners.append(runtime.prepare(model, [x], workdir, f"net{i}"))
     out = []
     for _ in reporter_or_null(progress).track(range(passes), "measure networks", total=passes):
-        rounds = time_rounds(runners, timing)
+        rounds = normalise_rounds(time_rounds(runners, timing))
         out.append([statistics.median(r[i] for r in rounds) * 1e3 for i in range(len(runners))])
     return out
+
+
+def normalise_rounds(rounds: list[list[float]]) -> list[list[float]]:
+    """Each round scaled to the median round speed: ``t / (round total / median total)``.
+    With a single network there is nothing to normalise against; rounds are returned as is."""
+    if not rounds or len(rounds[0]) < 2:
+        return rounds
+    totals = [sum(r) for r in rounds]
+    mid = statistics.median(totals)
+    return [[t * mid / total for t in r] for r, total in zip(rounds, totals, strict=True)]
 
 
 def calibration_networks(space: SearchSpace, *, include_published: bool) -> list[ArchEncoding]:

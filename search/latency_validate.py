@@ -153,6 +153,10 @@ def validate(
         drift = {"machine_speed_ratio_now_vs_build": round(ratio, 4), "reference_networks": len(refs)}
     measured = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
     rep = [100.0 * abs(x - y) / ((x + y) / 2) for x, y in zip(a, b, strict=True)]
+    # the same with the machine's common speed change between the passes taken out: the
+    # per-network noise that limits how well any prediction can rank networks
+    common = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    rep_own = [100.0 * abs(x / (common * y) - 1.0) for x, y in zip(a, b, strict=True)]
     rows = [
         {
             "name": enc.name,
@@ -183,6 +187,10 @@ def validate(
         repeatability={
             "mean_abs_pct_diff_between_passes": round(statistics.fmean(rep), 3),
             "max_abs_pct_diff_between_passes": round(max(rep), 3),
+            "pass_speed_ratio": round(common, 4),
+            "mean_abs_pct_diff_common_drift_removed": round(statistics.fmean(rep_own), 3),
+            "max_abs_pct_diff_common_drift_removed": round(max(rep_own), 3),
+            "spearman_rho_between_passes": round(spearman(a, b), 4),
         },
         estimator=est,
         drift=drift,

@@ -270,7 +270,9 @@ def validate(
     console.print(
         "machine repeatability (two passes of the same networks): "
         f"mean {r['mean_abs_pct_diff_between_passes']:.2f}%, "
-        f"max {r['max_abs_pct_diff_between_passes']:.2f}%"
+        f"max {r['max_abs_pct_diff_between_passes']:.2f}%; with their common speed change "
+        f"(x{r['pass_speed_ratio']:.3f}) taken out: mean {r['mean_abs_pct_diff_common_drift_removed']:.2f}%, "
+        f"rho between passes {r['spearman_rho_between_passes']:.3f}"
     )
     if report.drift:
         console.print(
