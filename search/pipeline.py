@@ -71,16 +71,17 @@ class Budgets:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Settings of a pipeline run; the defaults are the built-in demo. Measured on a quiet 2-core
-    machine with 4 teacher and 2 retrain epochs: 27 min (teacher 666 s, supernet + rating 190 s,
-    retraining 348 s + 406 s); with these defaults (2 and 1) the same stages add up to about 15 min."""
+    """Settings of a pipeline run; the defaults are the built-in demo. Measured end to end on a
+    quiet 2-core machine: 4 teacher epochs on all 60k images and 2 retrain epochs took 27 min;
+    these defaults (teacher 2 epochs on the first 30k images, 1 retrain epoch) took 12.7 min
+    (teacher 159 s, supernet + rating 192 s, table 8 s, retraining 198 s + 198 s)."""
 
     data: str = "builtin"
     space: str = "small"
     teacher: str = "efficientnet_b0"
     teacher_weights: str | None = None
     teacher_epochs: int = 2
-    teacher_limit: int | None = None
+    teacher_limit: int | None = 30000
     input_size: int = 32
     in_chans: int = 3
     num_classes: int = 10
@@ -251,31 +252,53 @@ def baseline_network(space, model, target: float, chosen, *, seed: int = 0, draw
     return space.to_encoding(best, name="baseline"), fixed + sum(model.cost(c) for c in best)
 
 
-def measure_latency(models: dict[str, Any], cfg: PipelineConfig, spec: dict[str, Any]) -> dict[str, float]:
-    """End-to-end latency (ms, median) of the given torch models on the table's runtime,
-    interleaved in every round (this CPU drifts by up to 25% within seconds)."""
+def measure_latency(
+    models: dict[str, Any], cfg: PipelineConfig, spec: dict[str, Any], table=None
+) -> tuple[dict[str, float], float | None]:
+    """End-to-end latency (ms) of the given torch models on the table's runtime, and the
+    machine's speed now relative to when ``table`` was built.
+
+    The models and the table's calibration networks run interleaved in the same rounds,
+    normalised round by round (:func:`~dna_zoo.search.latency_build.normalise_rounds`);
+    the calibration networks' median ratio of now vs build time is the speed ratio (this
+    CPU's speed swings by tens of percent within a minute, so a prediction is compared
+    with a measurement at the table's speed, and both figures are reported)."""
+    import shutil
     import statistics
 
+    import timm
     import torch
 
-    from dna_zoo.search.latency_build import make_runtime
+    from dna_zoo.arch import load_encoding
+    from dna_zoo.search.latency_build import make_runtime, normalise_rounds
     from dna_zoo.search.latency_runtimes import TimingConfig, time_rounds
     from dna_zoo.search.latency_table import TableSpec
 
     ts = TableSpec.from_dict(spec)
+    refs = [n for n in (table.calibration.networks if table is not None else ()) if "arch" in n]
     runtime = make_runtime(ts)
     work = Path(tempfile.mkdtemp(prefix="dna-measure-"))
     try:
         x = torch.randn(ts.batch, ts.in_chans, ts.input_size, ts.input_size)
         runners = [runtime.prepare(m.eval(), [x], work, name) for name, m in models.items()]
-        rounds = time_rounds(
-            runners, TimingConfig(runs_per_round=5, min_rounds=15, max_rounds=15, max_seconds=60)
-        )
+        for i, n in enumerate(refs):
+            torch.manual_seed(i)
+            net = timm.create_model(
+                "dna_net", arch=load_encoding(n["arch"]), num_classes=ts.num_classes, in_chans=ts.in_chans
+            )
+            runners.append(runtime.prepare(net.eval(), [x], work, f"ref{i}"))
+        timing = TimingConfig(runs_per_round=1, min_rounds=40, max_rounds=40, max_seconds=60)
+        rounds = normalise_rounds(time_rounds(runners, timing))
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
-    return {name: statistics.median(r[i] for r in rounds) * 1e3 for i, name in enumerate(models)}
+    ms = [statistics.median(r[i] for r in rounds) * 1e3 for i in range(len(runners))]
+    measured = dict(zip(models, ms, strict=False))
+    ratio = (
+        statistics.median(m / n["measured_ms"] for m, n in zip(ms[len(models) :], refs, strict=True))
+        if refs
+        else None
+    )
+    return measured, ratio
 
 
 def _ort_session(ort, path: str):
@@ -446,14 +469,22 @@ def run_pipeline(
         for n, m in models.items()
     }  # fmt: skip
     if lat_model is not None and lat_info is not None and not lat_model.estimated:
-        measured = measure_latency(models, cfg, lat_info["spec"])
-        report["latency"] = {
-            n: {
-                "predicted_ms": lat_model.network_cost(nets[n]), "measured_ms": measured[n],
-                "error_pct": 100 * (lat_model.network_cost(nets[n]) - measured[n]) / measured[n],
+        measured, speed = measure_latency(models, cfg, lat_info["spec"], lat_model.table)
+        report["latency"] = {}
+        for n in models:
+            pred = lat_model.network_cost(nets[n])
+            row = {
+                "predicted_ms": pred,
+                "measured_ms": measured[n],
+                "error_pct": 100 * (pred - measured[n]) / measured[n],
             }
-            for n in models
-        }  # fmt: skip
+            if speed is not None:  # the prediction at the machine's speed now (calibration networks re-timed)
+                row.update(
+                    machine_speed_vs_table=speed,
+                    predicted_now_ms=pred * speed,
+                    error_now_pct=100 * (pred * speed - measured[n]) / measured[n],
+                )
+            report["latency"][n] = row  # fmt: skip
     timed("export+measure", t0)
     report["seconds"] = {**timings, "total": round(time.perf_counter() - t_start, 1)}
     _write_json(run / "report.json", report)

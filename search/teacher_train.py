@@ -9,14 +9,13 @@ fixes that.
 
 :func:`train_teacher` writes a safetensors file (metadata: model, accuracy, epochs, data
 identity) and returns a :class:`TeacherResult`; without ``out`` the file goes to the
-cache (``$DNA_ZOO_CACHE/teachers``, default ``~/.cache/dna_zoo/teachers``) under a name
+cache (``$DNA_ZOO_CACHE/teachers``, default ``~/.cache/dna-zoo/teachers``) under a name
 made of its settings, and an existing file there is reused, not retrained.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DNA_ZOO_CACHE", Path.home() / ".cache" / "dna_zoo"))
+    """The user's dna-zoo cache folder (the same one latency tables go to)."""
+    from dna_zoo.search.latency_cache import cache_root
+
+    return cache_root()
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 from latency_helpers import tiny_space, tiny_spec
 from typer.testing import CliRunner
 
+from dna_zoo.arch import load_encoding
 from dna_zoo.cli.main import app
 from dna_zoo.search.latency_build import (
     anchor_entries,
@@ -199,3 +200,21 @@ def test_cli_validate_and_predict_on_a_built_table(built, tmp_path):
     assert pred["estimated"] is False and pred["warning"] is None
     assert set(pred["stages_ms"]) == {"stem", "stage 0", "stage 1", "stage 2", "head", "overhead"}
     assert sum(pred["stages_ms"].values()) == pytest.approx(pred["latency_ms"], abs=1e-3)
+
+
+def test_pipeline_measures_against_the_tables_own_speed(built):
+    """The pipeline times its nets together with the table's calibration networks: the
+    speed ratio is theirs now vs at build time (about 1 on one machine minutes apart)."""
+    import timm
+
+    from dna_zoo.search.pipeline import PipelineConfig, measure_latency
+
+    _, spec, table = built
+    assert table.calibration.networks and all("arch" in n for n in table.calibration.networks)
+    enc = load_encoding(table.calibration.networks[0]["arch"])
+    net = timm.create_model("dna_net", arch=enc, num_classes=spec.num_classes, in_chans=spec.in_chans)
+    measured, speed = measure_latency({"net": net}, PipelineConfig(), spec.to_dict(), table)
+    assert set(measured) == {"net"} and measured["net"] > 0
+    assert speed is not None and 0.2 < speed < 5.0
+    _, none = measure_latency({"net": net}, PipelineConfig(), spec.to_dict())
+    assert none is None

@@ -251,10 +251,14 @@ def show_report(r: dict) -> None:
     for name in ("searched", "baseline"):
         if name in lat:
             lv = lat[name]
-            rows.append(
-                (f"{name}: latency", f"predicted {lv['predicted_ms']:.3f} ms, "
-                 f"measured {lv['measured_ms']:.3f} ms ({lv['error_pct']:+.1f}%)")
-            )  # fmt: skip
+            text = (f"predicted {lv['predicted_ms']:.3f} ms, "
+                    f"measured {lv['measured_ms']:.3f} ms ({lv['error_pct']:+.1f}%)")  # fmt: skip
+            if "error_now_pct" in lv:
+                text += (
+                    f"; machine now x{lv['machine_speed_vs_table']:.2f} the table's speed: "
+                    f"predicted {lv['predicted_now_ms']:.3f} ms ({lv['error_now_pct']:+.1f}%)"
+                )
+            rows.append((f"{name}: latency", text))
         if name in acc:
             rows.append((f"{name}: top-1 after retrain", f"{acc[name]['top1']:.2f}%"))
     if "teacher" in r and r["teacher"].get("top1") is not None:
