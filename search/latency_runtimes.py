@@ -8,6 +8,8 @@ the module once, synchronously, the way that runtime really runs it:
   threads pinned to distinct cores, and I/O bound to preallocated buffers (so no
   allocation or copy of outputs is timed).
 - ``torch``: eager PyTorch, the baseline runtime (CPU threads fixed, or CUDA).
+- ``torch-compile``: the same module through ``torch.compile`` (inductor); compiled and
+  warmed up while preparing, so compile time is never timed.
 - ``tensorrt``: an engine built from the same ONNX with NVIDIA's documented Python API
   (``tensorrt.Builder`` / ``OnnxParser`` / ``execute_async_v3``), imported lazily.
 """
@@ -246,6 +248,8 @@ class TorchEager(Runtime):
         return f"cuda:{self.options.device_index}" if torch.cuda.is_available() and self._on_gpu else "cpu"
 
     _on_gpu = False
+    #: run the module through ``torch.compile`` (compiled and warmed up in ``prepare``)
+    compiled = False
 
     def prepare(self, module, inputs: Sequence, workdir: Path, tag: str) -> Runner:
         import torch
@@ -259,6 +263,8 @@ class TorchEager(Runtime):
         module = module.eval().to(dev, dtype)
         xs = [x.to(dev, dtype) for x in inputs]
         sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
+        if self.compiled:
+            module = _compile(module, xs)
 
         def run() -> None:
             with torch.inference_mode():
@@ -266,6 +272,34 @@ class TorchEager(Runtime):
             sync()
 
         return run
+
+
+def _compile(module, xs: Sequence):
+    """``torch.compile`` (static shapes), run once so the compile cost is paid here."""
+    import torch
+
+    try:
+        compiled = torch.compile(module, dynamic=False)
+        with torch.inference_mode():
+            compiled(*xs)
+    except Exception as e:  # inductor needs a working C++ toolchain on CPU
+        raise DnaZooError(
+            f"torch.compile failed: {str(e).strip().splitlines()[0][:200]}",
+            hint="torch-compile needs a C++ compiler on CPU; use --runtime torch or onnxruntime",
+        ) from e
+    return compiled
+
+
+class TorchCompiled(TorchEager):
+    """``torch.compile`` of the same modules: what a compiled PyTorch deployment pays."""
+
+    name = "torch-compile"
+    compiled = True
+
+    def version(self) -> str:
+        import torch
+
+        return f"{torch.__version__} (inductor)"
 
 
 class TorchEagerGPU(TorchEager):
@@ -279,6 +313,16 @@ class TorchEagerGPU(TorchEager):
 
         if not torch.cuda.is_available():
             raise ConfigError("torch has no usable CUDA device here", hint="use --device cpu")
+
+
+class TorchCompiledGPU(TorchEagerGPU):
+    name = "torch-compile"
+    compiled = True
+
+    def version(self) -> str:
+        import torch
+
+        return f"{torch.__version__} (inductor)"
 
 
 class TensorRT(OnnxRuntimeBase):
@@ -343,6 +387,7 @@ class TensorRT(OnnxRuntimeBase):
 RUNTIMES: dict[str, type[Runtime]] = {
     "onnxruntime": OnnxRuntimeCPU,
     "torch": TorchEager,
+    "torch-compile": TorchCompiled,
     "tensorrt": TensorRT,
 }
 ALIASES = {
@@ -351,6 +396,8 @@ ALIASES = {
     "engine": "tensorrt",
     "eager": "torch",
     "pytorch": "torch",
+    "compile": "torch-compile",
+    "inductor": "torch-compile",
 }
 
 
@@ -367,6 +414,8 @@ def get_runtime(name: str, options: RuntimeOptions | None = None, *, device: str
     key = canonical_runtime(name)
     if key == "torch" and device != "cpu":
         return TorchEagerGPU(options)
+    if key == "torch-compile" and device != "cpu":
+        return TorchCompiledGPU(options)
     return RUNTIMES[key](options)
 
 

@@ -79,6 +79,27 @@ def test_torch_eager_runtime_measures_a_layer(tmp_path):
     assert entry.source == "measured" and entry.runs == 9
 
 
+def test_torch_compile_runtime_times_the_compiled_module(tmp_path):
+    from dna_zoo.search.latency_runtimes import get_runtime
+
+    spec = resolve_spec("cpu", "compile", input_size=32)  # alias
+    assert spec.runtime == "torch-compile"
+    rt = get_runtime(spec.runtime, RuntimeOptions(threads=2))
+    item = items_for(tiny_space(), spec, include_published=False)[3]
+    calls = []
+    import torch
+
+    real = torch.compile
+    try:
+        torch.compile = lambda m, **kw: calls.append(kw) or real(m, **kw)
+        entry = measure_item(item, spec, rt, tmp_path, timing=QUICK, copies=2)
+    finally:
+        torch.compile = real
+    assert calls == [{"dynamic": False}] * 2  # the 1-copy and the k-copy models, both compiled
+    assert entry.source == "measured" and entry.runs == 9 and entry.median_ms >= 0
+    assert "inductor" in rt.version()
+
+
 _KILL_SCRIPT = """
 import sys
 from latency_helpers import tiny_space, tiny_spec
