@@ -45,7 +45,7 @@ RESCALE_IMAGES = 64  # real images for a random-init model's BatchNorm statistic
 def artifact_name(fmt: ExportFormat, stem: str, opts: ExportOptions) -> str:
     """File name of the artifact: ``dna_b.onnx``, ``dna_b.int8.xml``, ``dna_b.fp16.engine``..."""
     if fmt.name == "openvino":
-        return f"{stem}.int8.xml" if opts.int8 else f"{stem}.xml"
+        return f"{stem}.int8.xml" if opts.int8 else f"{stem}.bf16.xml" if opts.half else f"{stem}.xml"
     if fmt.name == "engine":
         return f"{stem}.{opts.precision}" + (".trt.onnx" if opts.onnx_only else ".engine")
     return stem + fmt.suffix

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "openvino-int8": ("openvino", {"int8": True}),
     "ov-int8": ("openvino", {"int8": True}),
+    "openvino-bf16": ("openvino", {"half": True}),
+    "ov-bf16": ("openvino", {"half": True}),
     "engine-fp16": ("engine", {"half": True}),
     "trt-fp16": ("engine", {"half": True}),
 }

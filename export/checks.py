@@ -61,9 +61,15 @@ def measure(runners: dict[str, Runner], batch: int, cfg_input: tuple[int, ...] |
 
 
 def int8_verdict(
-    latency: dict[str, Any], int8_name: str, fp32_name: str, parity_result: dict[str, Any]
+    latency: dict[str, Any],
+    int8_name: str,
+    fp32_name: str,
+    parity_result: dict[str, Any],
+    *,
+    kind: str = "INT8",
 ) -> dict[str, Any]:
-    """Is this INT8 artifact worth having on this machine? Speed and agreement, measured."""
+    """Is this reduced-precision (INT8, bf16) artifact worth having on this machine? Speed
+    and agreement, measured."""
     out: dict[str, Any] = {"baseline": fp32_name, "min_top1_agreement": MIN_AGREEMENT}
     agreement = parity_result["top1_agreement"]
     out["top1_agreement"] = agreement
@@ -82,8 +88,8 @@ def int8_verdict(
     out["verdict"] = "; ".join(problems) if problems else "faster than fp32 with top-1 agreement kept"
     if problems:
         out["recommendation"] = (
-            "keep the fp32 artifact for this runtime, or compare the INT8 paths on this machine: "
-            "`dna benchmark MODEL --formats onnx,onnx-int8,openvino,openvino-int8`"
+            f"keep the fp32 artifact for this runtime, or compare the {kind} paths on this machine: "
+            "`dna benchmark MODEL --formats onnx,onnx-int8,openvino,openvino-bf16,openvino-int8`"
         )
-        log.warning("INT8 artifact: %s", out["verdict"])
+        log.warning("%s artifact: %s", kind, out["verdict"])
     return out

@@ -95,12 +95,18 @@ def ort_runner(path: Path, *, threads: int | None = DEFAULT_THREADS, name: str =
 
 
 def openvino_runner(
-    path: Path, *, threads: int | None = DEFAULT_THREADS, name: str = "openvino", hint: str = "LATENCY"
+    path: Path,
+    *,
+    threads: int | None = DEFAULT_THREADS,
+    name: str = "openvino",
+    hint: str = "LATENCY",
+    execution: str = "f32",
 ) -> Runner:
-    """An OpenVINO CPU model in fp32 execution precision (its CPU default here is bf16)."""
+    """An OpenVINO CPU model; ``execution`` is its INFERENCE_PRECISION_HINT: ``f32`` (the
+    CPU plugin's default is bf16 where the CPU has it, so fp32 must be asked for) or ``bf16``."""
     ov = require("openvino", extra="openvino", purpose="OpenVINO models")
     core = ov.Core()
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": execution, "PERFORMANCE_HINT": hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
@@ -135,7 +141,8 @@ def load_runner(path: str | Path, *, threads: int | None = DEFAULT_THREADS) -> R
     if fmt in ("onnx", "onnx-int8") or (fmt == "engine" and path.suffix == ".onnx"):
         return ort_runner(path, threads=threads, name=label)
     if fmt == "openvino":
-        return openvino_runner(path, threads=threads, name=label)
+        execution = manifest.get("runtime", {}).get("openvino", {}).get("INFERENCE_PRECISION_HINT", "f32")
+        return openvino_runner(path, threads=threads, name=label, execution=execution)
     if fmt == "engine":
         from dna_zoo.export.format_trt import engine_runner
 

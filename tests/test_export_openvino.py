@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from export_util import files_in, lite0_weights
 
@@ -60,3 +61,33 @@ def test_openvino_int8_nncf_cli_json(tmp_path):
         "tf_efficientnet_lite0.int8.xml.manifest.json",
     ]
     assert files_in(tmp_path) == names
+
+
+def test_openvino_bf16_execution_recorded_and_reloaded(tmp_path):
+    import openvino as ov
+
+    from dna_zoo.export.format_openvino import cpu_has_bf16
+
+    if not cpu_has_bf16(ov):
+        with pytest.raises(Exception, match="bf16"):
+            export_artifact("tf_efficientnet_lite0", "openvino", tmp_path, weights=lite0_weights(), half=True)
+        assert files_in(tmp_path) == []
+        pytest.skip("this CPU has no bf16: the refusal was checked instead")
+    a = export_artifact(
+        "tf_efficientnet_lite0", "openvino", tmp_path, weights=lite0_weights(), input_size=160, half=True
+    )
+    m = a.manifest
+    assert a.path.name == "tf_efficientnet_lite0.bf16.xml" and m["precision"] == "bf16"
+    assert m["runtime"]["openvino"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    p = m["parity"]
+    assert p["passed"] and p["top1_agreement"] >= 0.99 and "agreement" in p["rule"]
+    assert 0 < p["max_abs_diff"] < 0.2 * p["max_abs_logit"]  # computed in bf16: close, not bit-equal
+    v = m["bf16"]
+    assert v["baseline"] == "openvino fp32" and v["speedup"] is not None
+    # the reloaded artifact computes in bf16 again, as its manifest says
+    from dna_zoo.export.runners import openvino_runner
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 160, 160)).astype(np.float32)
+    again = load_runner(a.path)(x)
+    assert np.array_equal(again, openvino_runner(a.path, execution="bf16")(x))
+    assert not np.array_equal(again, openvino_runner(a.path, execution="f32")(x))

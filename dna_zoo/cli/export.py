@@ -52,7 +52,9 @@ def export(
     calib: str | None = typer.Option(None, "--calib", help="Calibration image folder (INT8)."),
     calib_size: int | None = typer.Option(None, "--calib-size", help="At most this many calibration images."),
     int8: bool = typer.Option(False, "--int8", help="INT8 (openvino via NNCF; engine from Q/DQ ONNX)."),
-    half: bool = typer.Option(False, "--half", help="FP16 (engine)."),
+    half: bool = typer.Option(
+        False, "--half", help="FP16 (engine); bf16 execution (openvino, AVX512-BF16/AMX CPUs)."
+    ),
     max_batch: int | None = typer.Option(None, "--max-batch", help="Largest batch of the TensorRT profile."),
     workspace: float | None = typer.Option(None, "--workspace", help="TensorRT workspace limit, GiB."),
     timing_cache: str | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file."),
@@ -97,12 +99,15 @@ def export(
         if isinstance(t, dict):
             console.print(f"latency {name}: median {t['median_ms']:.2f} ms, p90 {t['p90_ms']:.2f} ms "
                           f"(batch {t['batch']}, {t['threads']} threads)")  # fmt: skip
-    if "int8" in m:
-        v = m["int8"]
+    for kind in ("int8", "bf16"):
+        if kind not in m:
+            continue
+        v = m[kind]
         speed = f"{v['speedup']:.2f}x vs {v['baseline']}" if v.get("speedup") else "speed not measured"
         style = "green" if v["ok"] else "bold red"
         console.print(
-            f"[{style}]INT8 verdict: {v['verdict']} ({speed}, agreement {_pct(v['top1_agreement'])})[/]"
+            f"[{style}]{kind.upper()} verdict: {v['verdict']} ({speed}, "
+            f"agreement {_pct(v['top1_agreement'])})[/]"
         )
     if m.get("trtexec"):
         console.print("build the engine on the target with:")
