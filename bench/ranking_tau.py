@@ -330,7 +330,20 @@ def stage_dna(work: Work, space: SearchSpace, teacher: dict[str, Any], data: Dat
     return ratings
 
 
-def stage_spos(work: Work, space: SearchSpace, nets: list[list[Candidate]], data: Data, s: Settings):
+def stage_spos(
+    work: Work,
+    space: SearchSpace,
+    nets: list[list[Candidate]],
+    data: Data,
+    s: Settings,
+    *,
+    name: str = "spos",
+    epochs: int | None = None,
+    max_steps: int | None = None,
+) -> list[dict[str, Any]]:
+    """Train (or reuse) a single-path supernet for ``epochs`` (default: the DNA supernet's)
+    and rate the networks with it; files and times are kept under ``name``."""
+    from dna_zoo.search.rundir import atomic_write_json
     from dna_zoo.search.spos import (
         SinglePathSupernet,
         SposConfig,
@@ -341,10 +354,10 @@ def stage_spos(work: Work, space: SearchSpace, nets: list[list[Candidate]], data
     )
     from dna_zoo.weights import read_state_dict, save_safetensors
 
-    out = work.path / "spos_ratings.json"
+    out = work.path / f"{name}_ratings.json"
     if out.exists():
         return json.loads(out.read_text())
-    weights = work.path / "spos_supernet.safetensors"
+    weights = work.path / f"{name}_supernet.safetensors"
     torch.manual_seed(s.seed)
     supernet = SinglePathSupernet(space, num_classes=10)
     if weights.exists():
@@ -352,24 +365,23 @@ def stage_spos(work: Work, space: SearchSpace, nets: list[list[Candidate]], data
     else:
         t0 = Clock()
         cfg = SposConfig(
-            epochs=s.supernet_epochs,
+            epochs=epochs or s.supernet_epochs,
             batch_size=s.supernet_batch_size,
             seed=s.seed,
-            max_steps=s.supernet_max_steps,
+            max_steps=max_steps if epochs else s.supernet_max_steps,
         )
         res = train_spos(supernet, data.train, cfg)
         sd = {k: v.contiguous() for k, v in supernet.state_dict().items()}
         save_safetensors(sd, weights, metadata={"steps": str(res.steps)})
-        work.add_time("spos_supernet", *t0.spent())
-        work.state["spos_supernet_steps"] = res.steps
-        work.state["spos_config"] = dataclasses.asdict(cfg)
+        work.state[f"{name}_supernet_steps"] = res.steps
+        work.state[f"{name}_config"] = dataclasses.asdict(cfg)
+        work.state[f"{name}_last_train_loss"] = res.last_loss
+        work.add_time(f"{name}_supernet", *t0.spent())
     t0 = Clock()
     rcfg = SposRateConfig(bn_batches=s.rate_bn_batches, batch_size=s.rate_batch_size, seed=s.seed)
     rows = rate_paths(supernet, [path_of(space, n) for n in nets], data.train, data.val, rcfg)
-    from dna_zoo.search.rundir import atomic_write_json
-
     atomic_write_json(out, rows)
-    work.add_time("spos_rating", *t0.spent())
+    work.add_time(f"{name}_rating", *t0.spent())
     return rows
 
 
@@ -425,7 +437,12 @@ def _rho(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def correlations(
-    scores: dict[str, np.ndarray], target: np.ndarray, *, resamples: int, seed: int, paired: tuple[str, str]
+    scores: dict[str, np.ndarray],
+    target: np.ndarray,
+    *,
+    resamples: int,
+    seed: int,
+    paired: list[tuple[str, str]],
 ) -> dict[str, Any]:
     """tau and rho of every score vs ``target`` with 95% bootstrap intervals over networks
     (the same resamples for every score, so the paired difference has an interval too)."""
@@ -444,13 +461,13 @@ def correlations(
             "rho": _rho(x, target),
             "rho_ci95": [float(np.nanpercentile(br, 2.5)), float(np.nanpercentile(br, 97.5))],
         }
-    a, b = paired
-    d = boots[a] - boots[b]
-    out[f"{a}-{b}"] = {
-        "tau_difference": out[a]["tau"] - out[b]["tau"],
-        "ci95": [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))],
-        "share_of_resamples_above_0": float(np.nanmean(d > 0)),
-    }
+    for a, b in paired:
+        d = boots[a] - boots[b]
+        out[f"{a}-{b}"] = {
+            "tau_difference": out[a]["tau"] - out[b]["tau"],
+            "ci95": [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))],
+            "share_of_resamples_above_0": float(np.nanmean(d > 0)),
+        }
     return out
 
 
@@ -488,11 +505,16 @@ def plot(path: Path, rows: list[dict[str, Any]], figs: dict[str, Any]) -> None:
     hi = np.array([max(r["acc"]) for r in rows]) - mean
     panels = [
         ("dna_rating", "DNA rating (sum of normalised block losses; lower is better)", "dna"),
-        ("spos_top1", "SPOS rating (held-out top-1 %, inherited weights)", "spos_top1"),
+        ("spos_top1", "SPOS rating, same steps (held-out top-1 %)", "spos_top1"),
+        (
+            "spos_long_top1",
+            "SPOS rating, about the DNA supernet's CPU time (held-out top-1 %)",
+            "spos_long_top1",
+        ),
         ("macs", "MACs (conv + linear)", "macs"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for ax, (key, label, fig_key) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    for ax, (key, label, fig_key) in zip(axes.flat, panels, strict=True):
         x = np.array([r[key] for r in rows])
         ax.errorbar(x, mean, yerr=[lo, hi], fmt="o", capsize=3, ms=5)
         for r, xi, yi in zip(rows, x, mean, strict=True):
@@ -503,7 +525,8 @@ def plot(path: Path, rows: list[dict[str, Any]], figs: dict[str, Any]) -> None:
         if key == "macs":
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("stand-alone test top-1 % (mean, min-max over seeds)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("stand-alone test top-1 % (mean, min-max over seeds)")
     nf = figs["noise_floor"]
     fig.suptitle(
         f"Fashion-MNIST 32px, {len(rows)} networks; noise floor tau(seed 0, seed 1) = "
@@ -554,8 +577,10 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{'rating':<34}{'Kendall tau [95% CI]':>26}{'Spearman rho [95% CI]':>28}")
     names = {
         "dna": "DNA (block losses, lower better)",
-        "spos_top1": "SPOS (held-out top-1)",
-        "spos_loss": "SPOS (held-out CE, lower better)",
+        "spos_top1": "SPOS same steps (top-1)",
+        "spos_loss": "SPOS same steps (CE, lower better)",
+        "spos_long_top1": "SPOS ~same CPU (top-1)",
+        "spos_long_loss": "SPOS ~same CPU (CE, lower better)",
         "params": "params (proxy)",
         "macs": "MACs (proxy)",
     }
@@ -570,11 +595,12 @@ def print_table(result: dict[str, Any]) -> None:
         f"{'noise floor: seed 0 vs seed 1':<34}{nf['tau_seed0_vs_seed1']:>8.3f} "
         f"[{nf['tau_ci95'][0]:6.3f}, {nf['tau_ci95'][1]:6.3f}]{nf['rho_seed0_vs_seed1']:>10.3f}"
     )
-    d = f["dna-spos_top1"]
-    print(
-        f"tau(DNA) - tau(SPOS) = {d['tau_difference']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}] "
-        f"(> 0 in {100 * d['share_of_resamples_above_0']:.0f}% of resamples)"
-    )
+    for other in ("spos_top1", "spos_long_top1"):
+        d = f[f"dna-{other}"]
+        print(
+            f"tau(DNA) - tau({other}) = {d['tau_difference']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}] "
+            f"(> 0 in {100 * d['share_of_resamples_above_0']:.0f}% of resamples)"
+        )
     print(
         f"stand-alone top-1: between-net sd {nf['between_net_sd_of_means']:.2f} pts "
         f"(range {nf['between_net_range_of_means']:.2f}), within-net seed sd {nf['within_net_seed_sd']:.2f} "
@@ -595,6 +621,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="work directory (resumable stage outputs)")
     for f in dataclasses.fields(Settings):
         ap.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=None, help=f"default: {f.default}")
+    ap.add_argument(
+        "--spos-long-epochs",
+        type=int,
+        default=None,
+        help="epochs of the second SPOS supernet, sized to about the DNA supernet's CPU time "
+        "(default 7; quick: 2); not part of the work-directory hash",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
@@ -633,6 +666,14 @@ def main() -> None:
     ratings = stage_dna(work, space, teacher, data, s)
     log.info("stage 3/4: SPOS supernet + rating")
     spos = stage_spos(work, space, nets, data, s)
+    long_epochs = args.spos_long_epochs or (2 if args.quick else 7)
+    log.info("stage 3b/4: SPOS supernet with %d epochs (about the DNA supernet's CPU time)", long_epochs)
+    long_steps = None
+    if s.supernet_max_steps:
+        long_steps = s.supernet_max_steps * long_epochs // s.supernet_epochs
+    spos_long = stage_spos(
+        work, space, nets, data, s, name=f"spos_e{long_epochs}", epochs=long_epochs, max_steps=long_steps
+    )
     log.info("stage 4/4: stand-alone training (%d nets x %d seeds)", s.nets, s.seeds)
     acc, secs = stage_standalone(work, space, nets, data, s)
 
@@ -654,6 +695,8 @@ def main() -> None:
                 "dna_block_losses": block_losses,
                 "spos_top1": spos[i]["top1"],
                 "spos_loss": spos[i]["loss"],
+                "spos_long_top1": spos_long[i]["top1"],
+                "spos_long_loss": spos_long[i]["loss"],
             }
         )
     target = np.array([r["acc_mean"] for r in rows])
@@ -661,16 +704,24 @@ def main() -> None:
         "dna": -np.array([r["dna_rating"] for r in rows]),
         "spos_top1": np.array([r["spos_top1"] for r in rows]),
         "spos_loss": -np.array([r["spos_loss"] for r in rows]),
+        "spos_long_top1": np.array([r["spos_long_top1"] for r in rows]),
+        "spos_long_loss": -np.array([r["spos_long_loss"] for r in rows]),
         "params": np.array([r["params"] for r in rows]),
         "macs": np.array([r["macs"] for r in rows]),
     }
-    figs = correlations(scores, target, resamples=s.bootstrap, seed=s.seed, paired=("dna", "spos_top1"))
+    figs = correlations(
+        scores,
+        target,
+        resamples=s.bootstrap,
+        seed=s.seed,
+        paired=[("dna", "spos_top1"), ("dna", "spos_long_top1"), ("dna", "macs")],
+    )
     figs["noise_floor"] = noise_floor(np.array(acc), resamples=s.bootstrap, seed=s.seed)
     # each rating against each seed's accuracies alone (how much one seed would move the answer)
     figs["per_seed_tau"] = {
         k: [_tau(v, np.array(acc)[:, j]) for j in range(s.seeds)] for k, v in scores.items()
     }
-    work.add_time("this_session_total", *t_all.spent())
+    work.add_time("bench_total", *t_all.spent())  # every session of this work directory
     result = {
         "bench": "ranking_tau",
         "quick": args.quick,
@@ -691,7 +742,7 @@ def main() -> None:
             "(prefix tree, BN re-estimated, loss / teacher target variance); rating = sum of block losses",
             "spos": "dna_zoo.search.spos: one single-path supernet, CE on labels, one uniform path per "
             "step, same images/epochs/batch/steps as the DNA supernet; rating = held-out top-1 after BN "
-            "re-estimation",
+            "re-estimation; spos_long: the same with more epochs, about the DNA supernet's CPU time",
             "standalone": "dna_zoo.search.retrain.retrain: AdamW lr 2e-3 wd 0.05, cosine, label smoothing "
             "0.1, zero-init residual BN, channels_last, no EMA; top-1 on the test split",
             "tau": "scipy.stats.kendalltau (tau-b) vs the seed-mean stand-alone top-1; 95% percentile "
@@ -704,13 +755,19 @@ def main() -> None:
         "steps": {
             "dna_supernet": work.state.get("dna_supernet_steps"),
             "spos_supernet": work.state.get("spos_supernet_steps"),
+            "spos_long_supernet": work.state.get(f"spos_e{long_epochs}_supernet_steps"),
+            "spos_long_epochs": long_epochs,
+            "spos_last_train_loss": work.state.get("spos_last_train_loss"),
+            "spos_long_last_train_loss": work.state.get(f"spos_e{long_epochs}_last_train_loss"),
         },
         "seconds": work.state.get("seconds", {}),
         "cpu_seconds": work.state.get("cpu_seconds", {}),
         "work_dir": str(work.path),
         "versions": versions(),
         "machine": machine(),
-        "note": "wall times on a shared 2-core machine, run under nice -n 19 (other work had priority)",
+        "note": "wall times on a shared 2-core machine, run under nice -n 19 (other work had priority "
+        "and was allowed to pause this run); CPU seconds count both threads",
+        "notes": work.state.get("notes", []),
     }
     from dna_zoo.search.rundir import atomic_write_json
 
