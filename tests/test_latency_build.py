@@ -239,3 +239,16 @@ def test_pipeline_measures_against_the_tables_own_speed(built):
     assert speed is not None and 0.2 < speed < 5.0
     _, none = measure_latency({"net": net}, PipelineConfig(), spec.to_dict())
     assert none is None
+
+
+def test_normalise_rounds_takes_out_a_speed_change_common_to_a_round():
+    from dna_zoo.search.latency_build import normalise_rounds
+
+    true = [1.0, 2.0, 3.0]
+    speeds = [1.0, 1.3, 0.8, 1.0, 1.1]  # the machine's speed in each round
+    rounds = [[t * s for t in true] for s in speeds]
+    out = normalise_rounds(rounds)
+    for r in out:  # every round now at the median round's speed (1.0)
+        assert r == pytest.approx(true)
+    one = [[0.5], [0.7]]
+    assert normalise_rounds(one) == one  # a lone network has nothing to be normalised against
