@@ -263,6 +263,15 @@ def plot_report(report: ValidationReport, path: Path) -> None:
     rows = report.networks
     meas = [r["measured_ms"] for r in rows]
     panels = [("table prediction", [r["predicted_ms"] for r in rows], report.metrics)]
+    if report.drift:  # the same prediction at the machine's current speed
+        ratio = report.drift["machine_speed_ratio_now_vs_build"]
+        panels.append(
+            (
+                f"table x machine speed now ({ratio:.3f})",
+                [r["predicted_ms"] * ratio for r in rows],
+                report.drift["metrics_drift_corrected"],
+            )
+        )
     if report.estimator and "raw" in report.estimator:
         panels.append(("roofline estimate", [r["estimated_ms"] for r in rows], report.estimator["raw"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
