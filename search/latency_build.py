@@ -314,7 +314,7 @@ def anchor_entries(entries: dict[str, Entry]) -> float | None:
 
 
 def measure_networks(
-    networks: Sequence[ArchEncoding],
+    networks: Sequence[Any],
     spec: TableSpec,
     runtime: Runtime,
     workdir: Path,
@@ -324,6 +324,9 @@ def measure_networks(
     progress: Reporter | None = None,
 ) -> list[list[float]]:
     """End-to-end latency (ms) of whole networks on the runtime. ``result[p][i]``: pass p, network i.
+
+    A network is an :class:`ArchEncoding` (built as a seeded random-init ``dna_net``) or a
+    torch module, timed as it is (e.g. a retrained network).
 
     Every round runs each network once, all interleaved, so a round lasts well under a second.
     This machine's speed drifts by up to 25% within seconds; what a drift does to a round it
@@ -340,8 +343,10 @@ def measure_networks(
         reporter_or_null(progress).track(networks, "export networks", total=len(networks))
     ):
         torch.manual_seed(i)
-        model = timm.create_model(
-            "dna_net", arch=enc, num_classes=spec.num_classes, in_chans=spec.in_chans
+        model = (
+            timm.create_model("dna_net", arch=enc, num_classes=spec.num_classes, in_chans=spec.in_chans)
+            if isinstance(enc, ArchEncoding)
+            else enc
         ).eval()
         x = torch.randn(spec.batch, spec.in_chans, spec.input_size, spec.input_size)
         runners.append(runtime.prepare(model, [x], workdir, f"net{i}"))
@@ -350,6 +355,19 @@ def measure_networks(
         rounds = normalise_rounds(time_rounds(runners, timing))
         out.append([statistics.median(r[i] for r in rounds) * 1e3 for i in range(len(runners))])
     return out
+
+
+def calibration_references(table: LatencyTable) -> list[tuple[dict[str, Any], ArchEncoding]]:
+    """The table's calibration networks that carry their architecture, with their encodings:
+    timed again beside other networks, they tell how fast the machine is now vs at build time."""
+    from dna_zoo.arch import load_encoding
+
+    return [(n, load_encoding(n["arch"])) for n in table.calibration.networks if "arch" in n]
+
+
+def speed_ratio(refs: Sequence[tuple[dict[str, Any], ArchEncoding]], now_ms: Sequence[float]) -> float:
+    """Median ratio of the calibration networks' latency now to their latency at build time."""
+    return statistics.median(m / n["measured_ms"] for (n, _), m in zip(refs, now_ms, strict=True))
 
 
 def normalise_rounds(rounds: list[list[float]]) -> list[list[float]]:

@@ -315,14 +315,8 @@ class TorchEagerGPU(TorchEager):
             raise ConfigError("torch has no usable CUDA device here", hint="use --device cpu")
 
 
-class TorchCompiledGPU(TorchEagerGPU):
-    name = "torch-compile"
-    compiled = True
-
-    def version(self) -> str:
-        import torch
-
-        return f"{torch.__version__} (inductor)"
+class TorchCompiledGPU(TorchCompiled, TorchEagerGPU):
+    """``torch.compile`` on the local NVIDIA GPU."""
 
 
 class TensorRT(OnnxRuntimeBase):

@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dna_zoo.arch import load_encoding
 from dna_zoo.errors import ConfigError, OutputExistsError
 from dna_zoo.progress import Reporter
 from dna_zoo.search.latency_build import (
+    calibration_references,
     make_runtime,
     measure_networks,
     network_items,
     random_network,
+    speed_ratio,
 )
 from dna_zoo.search.latency_predict import predict
 from dna_zoo.search.latency_runtimes import TimingConfig
@@ -131,7 +132,7 @@ def validate(
     predicted = [predict(table, enc).total_ms for enc in nets]  # missing entries fail before measuring
     # The table's calibration networks, measured again in the same rounds: how fast the
     # machine is NOW compared with when the table was built (entries are not touched).
-    refs = [(n, load_encoding(n["arch"])) for n in table.calibration.networks if "arch" in n]
+    refs = calibration_references(table)
     built_with = table.method.get("runtime_options", {})  # measure as the table was measured
     runtime = make_runtime(
         spec,
@@ -149,7 +150,7 @@ def validate(
     drift = None
     if refs:
         now = [(x + y) / 2 for x, y in zip(passes[0][samples:], passes[1][samples:], strict=True)]
-        ratio = statistics.median(m / n["measured_ms"] for (n, _), m in zip(refs, now, strict=True))
+        ratio = speed_ratio(refs, now)
         drift = {"machine_speed_ratio_now_vs_build": round(ratio, 4), "reference_networks": len(refs)}
     measured = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
     rep = [100.0 * abs(x - y) / ((x + y) / 2) for x, y in zip(a, b, strict=True)]

@@ -264,41 +264,27 @@ def measure_latency(
     CPU's speed swings by tens of percent within a minute, so a prediction is compared
     with a measurement at the table's speed, and both figures are reported)."""
     import shutil
-    import statistics
 
-    import timm
-    import torch
-
-    from dna_zoo.arch import load_encoding
-    from dna_zoo.search.latency_build import make_runtime, normalise_rounds
-    from dna_zoo.search.latency_runtimes import TimingConfig, time_rounds
+    from dna_zoo.search.latency_build import (
+        calibration_references,
+        make_runtime,
+        measure_networks,
+        speed_ratio,
+    )
+    from dna_zoo.search.latency_runtimes import TimingConfig
     from dna_zoo.search.latency_table import TableSpec
 
     ts = TableSpec.from_dict(spec)
-    refs = [n for n in (table.calibration.networks if table is not None else ()) if "arch" in n]
-    runtime = make_runtime(ts)
+    refs = calibration_references(table) if table is not None else []
     work = Path(tempfile.mkdtemp(prefix="dna-measure-"))
     try:
-        x = torch.randn(ts.batch, ts.in_chans, ts.input_size, ts.input_size)
-        runners = [runtime.prepare(m.eval(), [x], work, name) for name, m in models.items()]
-        for i, n in enumerate(refs):
-            torch.manual_seed(i)
-            net = timm.create_model(
-                "dna_net", arch=load_encoding(n["arch"]), num_classes=ts.num_classes, in_chans=ts.in_chans
-            )
-            runners.append(runtime.prepare(net.eval(), [x], work, f"ref{i}"))
         timing = TimingConfig(runs_per_round=1, min_rounds=40, max_rounds=40, max_seconds=60)
-        rounds = normalise_rounds(time_rounds(runners, timing))
+        nets = list(models.values()) + [enc for _, enc in refs]
+        ms = measure_networks(nets, ts, make_runtime(ts), work, timing=timing)[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    ms = [statistics.median(r[i] for r in rounds) * 1e3 for i in range(len(runners))]
     measured = dict(zip(models, ms, strict=False))
-    ratio = (
-        statistics.median(m / n["measured_ms"] for m, n in zip(ms[len(models) :], refs, strict=True))
-        if refs
-        else None
-    )
-    return measured, ratio
+    return measured, (speed_ratio(refs, ms[len(models) :]) if refs else None)
 
 
 def _ort_session(ort, path: str):
