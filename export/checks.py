@@ -60,9 +60,9 @@ def measure(runners: dict[str, Runner], batch: int, cfg_input: tuple[int, ...] |
     return {"note": "measured at export, interleaved with the baselines, warm-up excluded", **timings}
 
 
-def int8_verdict(
+def reduced_precision_verdict(
     latency: dict[str, Any],
-    int8_name: str,
+    reduced_name: str,
     fp32_name: str,
     parity_result: dict[str, Any],
     *,
@@ -75,8 +75,8 @@ def int8_verdict(
     out["top1_agreement"] = agreement
     out["accuracy_ok"] = agreement >= MIN_AGREEMENT
     problems = []
-    if int8_name in latency and fp32_name in latency:
-        t8, t32 = latency[int8_name]["median_ms"], latency[fp32_name]["median_ms"]
+    if reduced_name in latency and fp32_name in latency:
+        t8, t32 = latency[reduced_name]["median_ms"], latency[fp32_name]["median_ms"]
         out.update(latency_ms=t8, baseline_latency_ms=t32, speedup=t32 / t8, faster_than_fp32=t8 < t32)
         if t8 >= t32:
             problems.append(f"SLOWER than {fp32_name} on this machine ({t8:.2f} vs {t32:.2f} ms)")

@@ -18,7 +18,7 @@ import torch
 
 from dna_zoo.errors import DnaZooError
 from dna_zoo.export.artifact import Artifact, manifest_path_for
-from dna_zoo.export.checks import check_parity, int8_verdict, measure
+from dna_zoo.export.checks import check_parity, measure, reduced_precision_verdict
 from dna_zoo.export.format_onnx import INPUT_NAME, base_manifest, num_outputs, write_onnx
 from dna_zoo.export.inputs import ImageSet, calibration_set, data_config
 from dna_zoo.export.options import ExportOptions
@@ -119,6 +119,6 @@ def export_onnx_int8(
         base = ort_runner(fp32, threads=opts.threads, name="onnxruntime fp32")
         latency = measure({runner.name: runner, base.name: base}, opts.batch, sample.shape[1:])
         manifest["latency"] = latency
-    manifest["int8"] = int8_verdict(latency, runner.name, "onnxruntime fp32", manifest["parity"])
+    manifest["int8"] = reduced_precision_verdict(latency, runner.name, "onnxruntime fp32", manifest["parity"])
     fp32.unlink()
     return Artifact(path, manifest_path_for(path), manifest)

@@ -23,7 +23,7 @@ import torch
 
 from dna_zoo.errors import DnaZooError, require
 from dna_zoo.export.artifact import Artifact, manifest_path_for
-from dna_zoo.export.checks import check_parity, int8_verdict, measure
+from dna_zoo.export.checks import check_parity, measure, reduced_precision_verdict
 from dna_zoo.export.format_onnx import base_manifest, num_outputs, write_onnx
 from dna_zoo.export.inputs import calibration_set, data_config
 from dna_zoo.export.options import ExportOptions
@@ -128,7 +128,7 @@ def export_openvino(
             runners["torch eager"] = torch_runner(model, threads=opts.threads)
         manifest["latency"] = measure(runners, opts.batch, sample.shape[1:])
     if opts.int8 or opts.half:
-        manifest[precision] = int8_verdict(
+        manifest[precision] = reduced_precision_verdict(
             manifest.get("latency", {}), label, "openvino fp32", manifest["parity"], kind=precision.upper()
         )
     onnx_file.unlink(missing_ok=True)
