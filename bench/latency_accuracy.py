@@ -28,10 +28,10 @@ import logging
 import time
 from pathlib import Path
 
-from dna_zoo.search.latency_build import build_table, resolve_spec
-from dna_zoo.search.latency_cache import complete_path
-from dna_zoo.search.latency_table import LatencyTable
-from dna_zoo.search.latency_validate import save_report, validate
+from dna_zoo.search.latency.build import build_table, resolve_spec
+from dna_zoo.search.latency.cache import complete_path
+from dna_zoo.search.latency.table import LatencyTable
+from dna_zoo.search.latency.validate import save_report, validate
 from dna_zoo.search.space import get_space
 
 

@@ -17,7 +17,7 @@ Design (everything at 32 px, 2 threads, channels_last, deterministic seeds):
 * DNA: block-wise supernet (``train_supernet``) + rating of every candidate
   (``rate_supernet``: BN re-estimated, loss to the teacher normalised by its variance);
   a network's rating is the sum of its candidates' block losses (lower is better).
-* SPOS-style: ONE single-path supernet (``dna_zoo.search.spos``) trained end to end with
+* SPOS-style: ONE single-path supernet (``dna_zoo.search.supernet.spos``) trained end to end with
   cross-entropy, one uniformly sampled path per step, the same data and step budget as the
   DNA supernet; a network's rating is its held-out top-1 with inherited weights after BN
   re-estimation.
@@ -59,9 +59,9 @@ import torch
 from torch.utils.data import Dataset
 
 from dna_zoo.arch import ArchEncoding, Layer, Op
-from dna_zoo.search.cost import MacsCost, ParamsCost
-from dna_zoo.search.data import DataSource, FashionMNIST
 from dna_zoo.search.space import BlockSpec, Candidate, SearchSpace
+from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+from dna_zoo.search.supernet.data import DataSource, FashionMNIST
 
 log = logging.getLogger("ranking_tau")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -218,7 +218,7 @@ class Work:
         self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
     def save(self) -> None:
-        from dna_zoo.search.rundir import atomic_write_json
+        from dna_zoo.io import atomic_write_json
 
         atomic_write_json(self.state_file, self.state)
 
@@ -244,7 +244,7 @@ class Clock:
 def stage_teacher(work: Work, s: Settings) -> dict[str, Any]:
     from safetensors import safe_open
 
-    from dna_zoo.search.teacher_train import train_teacher
+    from dna_zoo.search.supernet.teacher_train import train_teacher
 
     arch_file = work.path / "teacher_arch.json"
     weights = work.path / "teacher.safetensors"
@@ -270,15 +270,15 @@ def stage_teacher(work: Work, s: Settings) -> dict[str, Any]:
         "test_top1": 100 * float(meta.get("accuracy", "nan")),
         "epochs": s.teacher_epochs,
         "train_images": s.teacher_images,
-        "trained_by": "dna_zoo.search.teacher_train.train_teacher (cached in the work dir)",
+        "trained_by": "dna_zoo.search.supernet.teacher_train.train_teacher (cached in the work dir)",
     }
 
 
 def stage_dna(work: Work, space: SearchSpace, teacher: dict[str, Any], data: Data, s: Settings):
-    from dna_zoo.search.rate import RateConfig, prepare_data, rate_supernet
     from dna_zoo.search.ratings import Ratings
-    from dna_zoo.search.rundir import RunDir
-    from dna_zoo.search.train import load_supernet, teacher_of_run, train_supernet
+    from dna_zoo.search.supernet.rate import RateConfig, prepare_data, rate_supernet
+    from dna_zoo.search.supernet.run import RunDir
+    from dna_zoo.search.supernet.train import load_supernet, teacher_of_run, train_supernet
 
     out = work.path / "dna_ratings.json"
     if out.exists():
@@ -343,8 +343,8 @@ def stage_spos(
 ) -> list[dict[str, Any]]:
     """Train (or reuse) a single-path supernet for ``epochs`` (default: the DNA supernet's)
     and rate the networks with it; files and times are kept under ``name``."""
-    from dna_zoo.search.rundir import atomic_write_json
-    from dna_zoo.search.spos import (
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.supernet.spos import (
         SinglePathSupernet,
         SposConfig,
         SposRateConfig,
@@ -642,7 +642,7 @@ def main() -> None:
     if s.seeds < 2 or s.nets < 4:
         raise SystemExit("need at least 2 seeds and 4 networks")
     out = args.out or RESULTS / ("ranking_tau-quick.json" if args.quick else "ranking_tau.json")
-    from dna_zoo.search.teacher_train import cache_dir
+    from dna_zoo.search.supernet.teacher_train import cache_dir
 
     work = Work(
         args.work or cache_dir() / "bench" / f"ranking_tau-{'quick' if args.quick else 'full'}-{s.tag()}"
@@ -740,9 +740,9 @@ def main() -> None:
         "how": {
             "dna": "train_supernet (block-wise KD, fair path sampling, normalised MSE) + rate_supernet "
             "(prefix tree, BN re-estimated, loss / teacher target variance); rating = sum of block losses",
-            "spos": "dna_zoo.search.spos: one single-path supernet, CE on labels, one uniform path per "
-            "step, same images/epochs/batch/steps as the DNA supernet; rating = held-out top-1 after BN "
-            "re-estimation; spos_long: the same with more epochs, about the DNA supernet's CPU time",
+            "spos": "dna_zoo.search.supernet.spos: one single-path supernet, CE on labels, one uniform "
+            "path per step, same images/epochs/batch/steps as the DNA supernet; rating = held-out top-1 "
+            "after BN re-estimation; spos_long: the same with more epochs, about the DNA supernet's CPU time",
             "standalone": "dna_zoo.search.retrain.retrain: AdamW lr 2e-3 wd 0.05, cosine, label smoothing "
             "0.1, zero-init residual BN, channels_last, no EMA; top-1 on the test split",
             "tau": "scipy.stats.kendalltau (tau-b) vs the seed-mean stand-alone top-1; 95% percentile "
@@ -769,7 +769,7 @@ def main() -> None:
         "and was allowed to pause this run); CPU seconds count both threads",
         "notes": work.state.get("notes", []),
     }
-    from dna_zoo.search.rundir import atomic_write_json
+    from dna_zoo.io import atomic_write_json
 
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)

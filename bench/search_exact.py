@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from search_helpers import synthetic_ratings
 
-from dna_zoo.search.constrained import build_problem
-from dna_zoo.search.cost import MacsCost, ParamsCost
-from dna_zoo.search.knapsack import KnapsackProblem, pareto_front, solve
 from dna_zoo.search.ratings import Ratings
+from dna_zoo.search.strategy.constrained import build_problem
+from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+from dna_zoo.search.strategy.knapsack import KnapsackProblem, pareto_front, solve
 
 
 # --- reference: every network, vectorised ----------------------------------------------------

@@ -27,12 +27,18 @@ import time
 import timm
 import torch
 
-from dna_zoo.search.data import ShardSampler, open_dataset
-from dna_zoo.search.rate import RateConfig, prepare_data, rate_cell_naive, rate_cell_prefix, rate_supernet
 from dna_zoo.search.space import paper_space
-from dna_zoo.search.supernet import PathSampler, Supernet
-from dna_zoo.search.teacher import Teacher
-from dna_zoo.search.train import TrainConfig, block_losses, build_optimizer
+from dna_zoo.search.supernet.data import ShardSampler, open_dataset
+from dna_zoo.search.supernet.model import PathSampler, Supernet
+from dna_zoo.search.supernet.rate import (
+    RateConfig,
+    prepare_data,
+    rate_cell_naive,
+    rate_cell_prefix,
+    rate_supernet,
+)
+from dna_zoo.search.supernet.teacher import Teacher
+from dna_zoo.search.supernet.train import TrainConfig, block_losses, build_optimizer
 from dna_zoo.weights import load_weights
 
 CL = torch.channels_last

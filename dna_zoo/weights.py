@@ -9,9 +9,7 @@ tensors and plain containers is refused.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -158,23 +156,8 @@ def save_safetensors(
     """Write a state dict as safetensors atomically (temp file + rename)."""
     from safetensors.torch import save_file
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from dna_zoo.io import atomic_save
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    return atomic_save(path, lambda tmp: save_file(tensors, tmp, metadata=meta))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import torch.nn as nn
 
 from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.complexity import Cost, encoding_cost
-from dna_zoo.errors import ConfigError, UnknownNameError
+from dna_zoo.errors import UnknownNameError
 from dna_zoo.models import PUBLISHED, published_encoding, published_models
 
 
@@ -118,14 +117,3 @@ def published_figures(name: str) -> dict[str, Any]:
 
 def arch_cost(spec: str | ArchEncoding, **kwargs: Any) -> Cost:
     return encoding_cost(resolve_arch(spec), **kwargs)
-
-
-def read_json(path: str | Path, *, what: str, hint: str | None = None) -> Any:
-    """A JSON file, or one :class:`ConfigError`: missing (with ``hint``) or unreadable."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} {p} does not exist", hint=hint)
-    try:
-        return json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{p} is not a valid {what}: {e}") from e

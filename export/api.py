@@ -28,13 +28,12 @@ from dna_zoo.export.artifact import (
     publish,
     refuse_existing,
     staging,
-    write_json_atomic,
 )
 from dna_zoo.export.inputs import data_config, random_sample
 from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.registry import ExportFormat, get_format
+from dna_zoo.io import atomic_write_json, sha256_file
 from dna_zoo.progress import Reporter, reporter_or_null
-from dna_zoo.weights import sha256_file
 from dna_zoo.zoo import ModelSource, build_model, resolve_source
 
 log = logging.getLogger(__name__)
@@ -192,7 +191,7 @@ def export_artifact(
             manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor() or None}
             manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
             manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            write_json_atomic(stage / (name + ".manifest.json"), manifest)
+            atomic_write_json(stage / (name + ".manifest.json"), manifest)
             published = publish(stage, files, out_dir, force=force)
             for _ in tracker:
                 pass

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dna_zoo.errors import ConfigError, DataError, OutputExistsError
-from dna_zoo.weights import sha256_file
+from dna_zoo.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +69,6 @@ def library_versions() -> dict[str, str]:
 def file_entries(files: list[Path]) -> dict[str, dict[str, Any]]:
     """``{file name: {sha256, bytes}}`` for every file of an artifact."""
     return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
-
-
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write JSON to ``path`` through a temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def read_manifest(artifact_path: str | Path) -> dict[str, Any]:

@@ -19,12 +19,13 @@ import numpy as np
 
 from dna_zoo.errors import ConfigError
 from dna_zoo.export.api import export_artifact, prepare_model, safe_stem
-from dna_zoo.export.artifact import library_versions, write_json_atomic
+from dna_zoo.export.artifact import library_versions
 from dna_zoo.export.inputs import data_config, image_set
 from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.parity import time_interleaved
 from dna_zoo.export.registry import get_format
 from dna_zoo.export.runners import Runner, load_runner, torch_runner
+from dna_zoo.io import atomic_save, atomic_write_json
 from dna_zoo.progress import Reporter, reporter_or_null
 
 log = logging.getLogger(__name__)
@@ -147,14 +148,13 @@ def run_benchmark(
     if out_dir is not None:
         out_dir = Path(out_dir)
         stem = safe_stem(Path(model).stem if model.endswith(".json") else model)
-        result["json"] = str(write_json_atomic(out_dir / f"benchmark-{stem}.json", result))
+        result["json"] = str(atomic_write_json(out_dir / f"benchmark-{stem}.json", result))
         result["plot"] = str(plot(result, out_dir / f"benchmark-{stem}.png"))
     return result
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Median latency per format (bars, p90 as error bar) for each batch size, saved atomically."""
-    import os
 
     import matplotlib
 
@@ -174,9 +174,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle(f"threads={result['settings']['threads']}, interleaved, warm-up excluded", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
+    finally:
+        plt.close(fig)

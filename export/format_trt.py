@@ -16,9 +16,7 @@ torch through ONNX Runtime; then either
 from __future__ import annotations
 
 import logging
-import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from dna_zoo.export.format_onnx_int8 import calibration_batches, quantize_qdq
 from dna_zoo.export.inputs import calibration_set, data_config
 from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.runners import Runner, ort_runner
+from dna_zoo.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +149,10 @@ def build_engine(
         raise EngineError(
             "TensorRT could not build the engine", hint="run with --debug to see TensorRT's log"
         )
-    engine_path.write_bytes(bytes(plan))
+    atomic_write_bytes(engine_path, bytes(plan))
     if cache_path:
-        _write_bytes_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     return {"version": trt.__version__, **gpu_info(), "workspace_gib": opts.workspace, "profile": shapes}
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def check_engine_machine(recorded: dict[str, Any], current: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ def ort_session(path: Path, *, threads: int | None = DEFAULT_THREADS):
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    from dna_zoo.search.latency_runtimes import ort_global_pool_active
+    from dna_zoo.search.latency.runtimes import ort_global_pool_active
 
     if ort_global_pool_active():  # a latency measurement in this process set ORT's shared pool
         so.use_per_session_threads = False

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dna_zoo.errors import ConfigError, DataError, DnaZooError, MissingDependencyError
-from dna_zoo.weights import sha256_file
+from dna_zoo.io import sha256_file
 
 MANIFEST_SUFFIX = ".manifest.json"
 REQUIRED_KEYS = ("format", "precision", "file", "sha256", "source", "parity", "versions")

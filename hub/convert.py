@@ -16,8 +16,8 @@ from pathlib import Path
 
 from dna_zoo.errors import OutputExistsError, WeightsError
 from dna_zoo.hub.config import hub_config, write_config
-from dna_zoo.hub.fsutil import replace_dir, staging_dir
-from dna_zoo.weights import save_safetensors, sha256_file
+from dna_zoo.io import replace_dir, sha256_file, staging_dir
+from dna_zoo.weights import save_safetensors
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,7 @@ from dna_zoo.hub.artifacts import (
     local_trt_target,
     read_manifest,
 )
-from dna_zoo.hub.fsutil import replace_dir, staging_dir
-from dna_zoo.weights import sha256_file
+from dna_zoo.io import replace_dir, sha256_file, staging_dir
 
 logger = logging.getLogger(__name__)
 

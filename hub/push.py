@@ -27,7 +27,7 @@ from dna_zoo.hub.artifacts import LocalArtifact, find_artifacts, layout, read_ma
 from dna_zoo.hub.card import CardInfo, Latency, build_card, parse_latency
 from dna_zoo.hub.config import hub_config, write_config
 from dna_zoo.hub.convert import CONFIG_NAME, WEIGHTS_NAME
-from dna_zoo.hub.fsutil import replace_dir, staging_dir
+from dna_zoo.io import replace_dir, staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def _local_matches(entry: Any, path: Path) -> bool:
     """Whether a remote tree entry holds exactly the bytes of a local file."""
     from huggingface_hub.utils.sha import git_hash
 
-    from dna_zoo.weights import sha256_file
+    from dna_zoo.io import sha256_file
 
     if entry.lfs is not None:
         return entry.lfs.sha256 == sha256_file(path)

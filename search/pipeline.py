@@ -107,7 +107,7 @@ class PipelineConfig:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from dna_zoo.search.rundir import atomic_write_json
+    from dna_zoo.io import atomic_write_json
 
     atomic_write_json(path, obj)
 
@@ -144,8 +144,8 @@ def stage_teacher(cfg: PipelineConfig, progress: Reporter | None) -> tuple[str, 
             "weights": cfg.teacher_weights,
             "trained_here": False,
         }
-    from dna_zoo.search.data import is_builtin
-    from dna_zoo.search.teacher_train import train_teacher
+    from dna_zoo.search.supernet.data import is_builtin
+    from dna_zoo.search.supernet.teacher_train import train_teacher
 
     if not is_builtin(cfg.data):
         raise ConfigError(
@@ -169,9 +169,9 @@ def stage_ratings(run: Path, cfg: PipelineConfig, teacher_weights: str, progress
     out = run / "ratings.json"
     if out.exists():
         return Ratings.load(out), {"reused": True}
-    from dna_zoo.search.rate import RateConfig, rate_run
-    from dna_zoo.search.rundir import RunDir
-    from dna_zoo.search.train import train_supernet
+    from dna_zoo.search.supernet.rate import RateConfig, rate_run
+    from dna_zoo.search.supernet.run import RunDir
+    from dna_zoo.search.supernet.train import train_supernet
 
     sdir = run / "supernet"
     t0 = time.perf_counter()
@@ -200,9 +200,9 @@ def stage_ratings(run: Path, cfg: PipelineConfig, teacher_weights: str, progress
 def latency_cost(space, cfg: PipelineConfig, *, build: bool, progress: Reporter | None):
     """The latency cost model at the pipeline's resolution and classes; for the local CPU a
     missing table is measured first (``build``)."""
-    from dna_zoo.search.devices import get_device
-    from dna_zoo.search.latency_build import build_table, resolve_spec
-    from dna_zoo.search.latency_cost import LatencyCost, find_table
+    from dna_zoo.search.latency.build import build_table, resolve_spec
+    from dna_zoo.search.latency.cost import LatencyCost, find_table
+    from dna_zoo.search.latency.devices import get_device
 
     b = cfg.budgets
     runtime = b.runtime or get_device(b.device).runtimes[0]
@@ -222,7 +222,7 @@ def latency_cost(space, cfg: PipelineConfig, *, build: bool, progress: Reporter 
         return LatencyCost(space, table), {
             "table": "built", "spec": spec.to_dict(), "build_seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
-    from dna_zoo.search.latency_cost import latency_cost_model
+    from dna_zoo.search.latency.cost import latency_cost_model
 
     model = latency_cost_model(
         space, device=b.device, runtime=runtime, precision=b.precision, input_size=cfg.input_size,
@@ -259,20 +259,20 @@ def measure_latency(
     machine's speed now relative to when ``table`` was built.
 
     The models and the table's calibration networks run interleaved in the same rounds,
-    normalised round by round (:func:`~dna_zoo.search.latency_build.normalise_rounds`);
+    normalised round by round (:func:`~dna_zoo.search.latency.build.normalise_rounds`);
     the calibration networks' median ratio of now vs build time is the speed ratio (this
     CPU's speed swings by tens of percent within a minute, so a prediction is compared
     with a measurement at the table's speed, and both figures are reported)."""
     import shutil
 
-    from dna_zoo.search.latency_build import (
+    from dna_zoo.search.latency.build import (
         calibration_references,
         make_runtime,
         measure_networks,
         speed_ratio,
     )
-    from dna_zoo.search.latency_runtimes import TimingConfig
-    from dna_zoo.search.latency_table import TableSpec
+    from dna_zoo.search.latency.runtimes import TimingConfig
+    from dna_zoo.search.latency.table import TableSpec
 
     ts = TableSpec.from_dict(spec)
     refs = calibration_references(table) if table is not None else []
@@ -290,7 +290,7 @@ def measure_latency(
 def _ort_session(ort, path: str):
     """A CPU session; per-session threads unless the process already set ORT's global pool
     (the latency runtime does, so sessions timed in turn share one pool)."""
-    from dna_zoo.search.latency_runtimes import ort_global_pool_active
+    from dna_zoo.search.latency.runtimes import ort_global_pool_active
 
     so = ort.SessionOptions()
     if ort_global_pool_active():
@@ -329,10 +329,10 @@ def run_pipeline(
     on_stage=None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the whole pipeline in ``run_dir``; returns (and writes) the report."""
-    from dna_zoo.search.constrained import Constraint, constrained_search
-    from dna_zoo.search.cost import MacsCost, ParamsCost
-    from dna_zoo.search.plot import pareto_plot
     from dna_zoo.search.retrain import RetrainConfig, load_retrained, retrain
+    from dna_zoo.search.strategy.constrained import Constraint, constrained_search
+    from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+    from dna_zoo.search.strategy.plot import pareto_plot
 
     run = Path(run_dir)
     _check_run_dir(run, cfg)
@@ -366,8 +366,8 @@ def run_pipeline(
         report["latency_table"] = lat_info
         budget = b.latency_ms
         if budget == "auto":
-            from dna_zoo.search.constrained import build_problem
-            from dna_zoo.search.knapsack import front_along
+            from dna_zoo.search.strategy.constrained import build_problem
+            from dna_zoo.search.strategy.knapsack import front_along
 
             front = front_along(build_problem(ratings, [lat_model]), 0)
             budget = float(front.costs[0] + 0.5 * (front.costs[-1] - front.costs[0]))
@@ -415,7 +415,7 @@ def run_pipeline(
             from dna_zoo.zoo import build_model
 
             teacher_model = build_model(cfg.teacher, weights=teacher_weights, in_chans=cfg.in_chans)
-        from dna_zoo.search.data import open_dataset
+        from dna_zoo.search.supernet.data import open_dataset
 
         common = dict(input_size=cfg.input_size, in_chans=cfg.in_chans)
         train_src = open_dataset(cfg.data, split="train", **common)

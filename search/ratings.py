@@ -7,9 +7,6 @@ normalisation, so a search can refuse ratings that do not match its inputs.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,17 +64,13 @@ class Ratings:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write: a reader never sees half a file."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, p)
-        return p
+        from dna_zoo.io import atomic_write_json
+
+        return atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Ratings:
-        from dna_zoo.zoo import read_json
+        from dna_zoo.io import read_json
 
         p = Path(path)
         d = read_json(p, what="ratings file", hint="run `dna supernet rate` first")

@@ -161,7 +161,7 @@ class SearchResult:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write (temp file + rename): an existing file is replaced whole or not at all."""
-        from dna_zoo.search.rundir import atomic_write_json
+        from dna_zoo.io import atomic_write_json
 
         p = Path(path)
         atomic_write_json(p, self.to_dict())
@@ -195,7 +195,7 @@ class SearchResult:
 
     @classmethod
     def load(cls, path: str | Path) -> SearchResult:
-        from dna_zoo.zoo import read_json
+        from dna_zoo.io import read_json
 
         p = Path(path)
         d = read_json(p, what="search result", hint="run `dna search` first")

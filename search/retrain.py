@@ -32,10 +32,10 @@ import torch.nn.functional as F
 
 from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.errors import ConfigError, WeightsError
+from dna_zoo.io import atomic_write, atomic_write_json
 from dna_zoo.progress import Reporter, reporter_or_null
-from dna_zoo.search import distributed
-from dna_zoo.search.data import ShardSampler
-from dna_zoo.search.rundir import atomic_write, atomic_write_json
+from dna_zoo.search.supernet import distributed
+from dna_zoo.search.supernet.data import ShardSampler
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dna_zoo.arch import Op
-from dna_zoo.search.latency_build import items_for, resolve_spec
-from dna_zoo.search.latency_table import Calibration, Entry, LatencyTable, TableSpec
+from dna_zoo.search.latency.build import items_for, resolve_spec
+from dna_zoo.search.latency.table import Calibration, Entry, LatencyTable, TableSpec
 from dna_zoo.search.space import BlockSpec, SearchSpace
 
 
@@ -28,7 +28,7 @@ def fake_table(space: SearchSpace, spec: TableSpec, *, estimated: bool = False) 
         it.key: Entry(0.01 * (i + 1), 0.001, 21, "estimated" if estimated else "measured")
         for i, it in enumerate(items)
     }
-    from dna_zoo.search.devices import get_device, identify
+    from dna_zoo.search.latency.devices import get_device, identify
 
     return LatencyTable(
         spec=spec,

@@ -29,8 +29,8 @@ TableOpt = typer.Option(None, "--table", help="A table file to use instead of th
 
 
 def _spec(device: str, runtime: str | None, precision: str, batch: int, input_size: int, threads: int | None):
-    from dna_zoo.search.devices import get_device
-    from dna_zoo.search.latency_build import resolve_spec
+    from dna_zoo.search.latency.build import resolve_spec
+    from dna_zoo.search.latency.devices import get_device
 
     rt = runtime or get_device(device).runtimes[0]
     return resolve_spec(device, rt, precision=precision, batch=batch, input_size=input_size, threads=threads)
@@ -43,10 +43,10 @@ def _warn(msg: str) -> None:
 @app.command("devices")
 def devices(json_out: bool = JsonOpt) -> None:
     """Known devices and runtimes, and which measured tables this machine has cached."""
-    from dna_zoo.search.devices import known_devices
-    from dna_zoo.search.latency_cache import cached_tables, latency_dir
-    from dna_zoo.search.latency_runtimes import RUNTIMES
-    from dna_zoo.search.latency_table import LatencyTable, LatencyTableError
+    from dna_zoo.search.latency.cache import cached_tables, latency_dir
+    from dna_zoo.search.latency.devices import known_devices
+    from dna_zoo.search.latency.runtimes import RUNTIMES
+    from dna_zoo.search.latency.table import LatencyTable, LatencyTableError
 
     tables = []
     for p in cached_tables():
@@ -145,14 +145,14 @@ def build(
     quiet: bool = QuietOpt,
 ) -> None:
     """Measure every layer configuration of a search space on THIS device (resumes a killed build)."""
-    from dna_zoo.search.latency_build import build_table, table_summary
-    from dna_zoo.search.latency_cache import complete_path
+    from dna_zoo.search.latency.build import build_table, table_summary
+    from dna_zoo.search.latency.cache import complete_path
     from dna_zoo.search.space import get_space
 
     sp = get_space(space)
     spec = _spec(device, runtime, precision, batch, input_size, threads)
     if estimate:
-        from dna_zoo.search.latency_estimate import estimate_table, estimate_warning
+        from dna_zoo.search.latency.estimate import estimate_table, estimate_warning
 
         if out is None:
             raise ConfigError(
@@ -213,9 +213,9 @@ def validate(
     quiet: bool = QuietOpt,
 ) -> None:
     """Predicted vs measured latency of random networks of the space: errors, Spearman rho, plot."""
-    from dna_zoo.search.latency_cost import find_table
-    from dna_zoo.search.latency_validate import save_report
-    from dna_zoo.search.latency_validate import validate as run_validation
+    from dna_zoo.search.latency.cost import find_table
+    from dna_zoo.search.latency.validate import save_report
+    from dna_zoo.search.latency.validate import validate as run_validation
     from dna_zoo.search.space import get_space
 
     sp = get_space(space)
@@ -296,9 +296,9 @@ def predict(
     json_out: bool = JsonOpt,
 ) -> None:
     """One network's predicted latency with a per-stage breakdown (estimated if the device has no table)."""
-    from dna_zoo.search.latency_cost import find_table
-    from dna_zoo.search.latency_estimate import estimate_table, estimate_warning
-    from dna_zoo.search.latency_predict import predict as run_predict
+    from dna_zoo.search.latency.cost import find_table
+    from dna_zoo.search.latency.estimate import estimate_table, estimate_warning
+    from dna_zoo.search.latency.predict import predict as run_predict
     from dna_zoo.zoo import resolve_arch
 
     enc = resolve_arch(model)

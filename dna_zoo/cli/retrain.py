@@ -112,7 +112,7 @@ def load_data(spec: str, *, input_size: int, in_chans: int = 3):
     timm reads) and what the retrained model's config needs to know about them."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-    from dna_zoo.search import data as dsrc
+    from dna_zoo.search.supernet import data as dsrc
 
     train = dsrc.open_dataset(spec, split="train", input_size=input_size, in_chans=in_chans)
     val = dsrc.open_dataset(spec, split="val", input_size=input_size, in_chans=in_chans)

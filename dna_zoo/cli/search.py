@@ -95,10 +95,10 @@ def search(
     With --ratings: search a ratings file. With --data: run the whole pipeline (teacher,
     supernet, rating, latency table, search, retrain) in a resumable run directory.
     """
-    from dna_zoo.search.constrained import Constraint, constrained_search
-    from dna_zoo.search.cost import MacsCost, ParamsCost
-    from dna_zoo.search.plot import pareto_plot
     from dna_zoo.search.ratings import Ratings
+    from dna_zoo.search.strategy.constrained import Constraint, constrained_search
+    from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+    from dna_zoo.search.strategy.plot import pareto_plot
 
     if data is not None:
         if ratings is not None:
@@ -172,10 +172,10 @@ def search(
 
 def latency_model(space, **kwargs):
     """The latency cost model (from the latency-table module, imported lazily)."""
-    from dna_zoo.search.latency_cost import latency_cost_model
+    from dna_zoo.search.latency.cost import latency_cost_model
 
     if kwargs.get("runtime") is None:  # the device's first (preferred) runtime
-        from dna_zoo.search.devices import get_device
+        from dna_zoo.search.latency.devices import get_device
 
         kwargs["runtime"] = get_device(kwargs["device"]).runtimes[0]
     return latency_cost_model(space, **kwargs)

@@ -7,8 +7,8 @@
     dna supernet train --resume runs/s1                      # after a crash or kill -9
     dna supernet rate runs/s1 --out runs/s1/ratings.json
 
-A thin layer over :mod:`dna_zoo.search.train`, :mod:`dna_zoo.search.rate` and
-:mod:`dna_zoo.search.teacher_train`.
+A thin layer over :mod:`dna_zoo.search.supernet.train`, :mod:`dna_zoo.search.supernet.rate` and
+:mod:`dna_zoo.search.supernet.teacher_train`.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def train(
     json_out: bool = JsonOpt,
 ) -> None:
     """Distil every block of the supernet from the teacher (one teacher pass per step)."""
-    from dna_zoo.search.train import train_supernet
+    from dna_zoo.search.supernet.train import train_supernet
 
     if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
         raise ConfigError("--out and --resume name different folders", hint="give only --resume RUN_DIR")
@@ -178,7 +178,7 @@ def rate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Rate every candidate of every block: BN re-estimated, loss to the teacher on held-out data."""
-    from dna_zoo.search.rate import RateConfig, rate_run
+    from dna_zoo.search.supernet.rate import RateConfig, rate_run
 
     cfg = RateConfig(
         batch_size=batch_size,
@@ -237,7 +237,7 @@ def teacher(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train a teacher on the built-in Fashion-MNIST for the demo (reused from the cache)."""
-    from dna_zoo.search.teacher_train import train_teacher
+    from dna_zoo.search.supernet.teacher_train import train_teacher
 
     res = train_teacher(
         model,

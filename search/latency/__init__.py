@@ -1,0 +1,1 @@
+"""Latency: device profiles, runtimes, per-layer tables (build, cache, predict, validate) and estimates."""

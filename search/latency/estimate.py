@@ -1,0 +1,181 @@
+"""Roofline estimate of a latency table from a device's specs, for devices without a measured table.
+
+Each layer is split into the kernels a runtime launches (expand 1x1, depthwise kxk, SE
+pool / two FCs / scale, project 1x1, residual add; stem conv; head conv, pool,
+classifier). A kernel takes ``max(FLOPs / peak, bytes / bandwidth)`` plus a launch
+overhead; a layer is the sum of its kernels. Dense matrix work may run at the precision's
+peak (tensor cores); depthwise and elementwise work runs on the vector units.
+
+Rooflines are optimistic (real kernels rarely reach peak) but keep the ORDER of layers
+right, which is what a search needs most. Everything made here is marked ``estimated`` and
+comes with a warning naming the command that measures the device for real.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dna_zoo.arch import ArchEncoding
+from dna_zoo.complexity import make_divisible
+from dna_zoo.errors import ConfigError
+from dna_zoo.search.latency.build import Item, items_for, network_items, published_networks
+from dna_zoo.search.latency.devices import DeviceProfile, build_command, get_device, measure_local_specs
+from dna_zoo.search.latency.table import (
+    ESTIMATED,
+    Calibration,
+    Entry,
+    LatencyTable,
+    TableSpec,
+    library_versions,
+)
+from dna_zoo.search.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The three numbers the estimate uses, and where they come from."""
+
+    peak_gflops: float  # dense (matrix) work at this precision
+    vector_gflops: float  # depthwise / elementwise work
+    bandwidth_gbs: float
+    launch_us: float
+    bytes_per_value: int
+    source: str
+
+    def kernel_ms(self, macs: float, values: float, *, dense: bool = True) -> float:
+        peak = self.peak_gflops if dense else self.vector_gflops
+        compute = 2.0 * macs / (peak * 1e9)
+        memory = values * self.bytes_per_value / (self.bandwidth_gbs * 1e9)
+        return (max(compute, memory) + self.launch_us * 1e-6) * 1e3
+
+
+def roofline_for(profile: DeviceProfile, precision: str, *, threads: int | None = None) -> Roofline:
+    """The device's roofline: published specs, or for a local device a short micro-benchmark."""
+    if profile.local:
+        m = measure_local_specs(profile, threads=threads)
+        peak = m.peak_gflops["fp32"] * (
+            2.0 if precision in ("fp16", "bf16") and profile.kind == "gpu" else 1.0
+        )
+        return Roofline(
+            peak,
+            m.peak_gflops["fp32"],
+            m.memory_bandwidth_gbs,
+            m.launch_overhead_us,
+            _BYTES[precision],
+            m.source,
+        )
+    if precision not in profile.peak_gflops or not profile.memory_bandwidth_gbs:
+        raise ConfigError(
+            f"no published {precision} specs for {profile.name}",
+            hint=f"known precisions: {', '.join(profile.peak_gflops) or 'none'}",
+        )
+    fp32 = profile.peak_gflops.get("fp32", profile.peak_gflops[precision])
+    vector = fp32 * (2.0 if precision in ("fp16", "bf16", "int8") else 1.0)
+    vector = min(vector, profile.peak_gflops[precision])
+    return Roofline(
+        profile.peak_gflops[precision],
+        vector,
+        float(profile.memory_bandwidth_gbs),
+        float(profile.launch_overhead_us or 5.0),
+        _BYTES[precision],
+        profile.source,
+    )
+
+
+def item_ms(item: Item, roof: Roofline, *, batch: int = 1, num_classes: int = 1000) -> float:
+    """Roofline time (ms) of one table item."""
+    b = batch
+    if item.kind == "stem":
+        cin, cout, r = item.in_chs, item.out_chs, item.in_res
+        ro = (r + 1) // 2
+        return roof.kernel_ms(
+            b * 9 * cin * cout * ro * ro, b * (cin * r * r + cout * ro * ro) + 9 * cin * cout
+        )
+    if item.kind == "head":
+        cin, f, r = item.in_chs, item.out_chs, item.in_res
+        t = roof.kernel_ms(b * cin * f * r * r, b * (cin + f) * r * r + cin * f)
+        t += roof.kernel_ms(0, b * f * r * r, dense=False)  # global pool
+        t += roof.kernel_ms(b * f * num_classes, b * (f + num_classes) + f * num_classes)
+        return t
+    assert item.layer is not None
+    layer, op = item.layer, item.layer.op
+    cin, cout, k, r = item.in_chs, layer.out_chs, op.kernel, item.in_res
+    ro = (r + layer.stride - 1) // layer.stride
+    t = 0.0
+    if op.kind == "ir":
+        mid = make_divisible(cin * op.expansion)
+        t += roof.kernel_ms(b * cin * mid * r * r, b * (cin + mid) * r * r + cin * mid)
+        se_ratio = op.se / op.expansion if op.se else 0.0
+    else:
+        mid = cin
+        se_ratio = op.se
+    t += roof.kernel_ms(b * k * k * mid * ro * ro, b * mid * (r * r + ro * ro) + k * k * mid, dense=False)
+    if se_ratio:
+        rd = round(mid * se_ratio)
+        t += roof.kernel_ms(0, b * mid * ro * ro, dense=False)  # pool
+        t += roof.kernel_ms(b * 2 * mid * rd, 2 * mid * rd, dense=False)  # two tiny FCs
+        t += roof.kernel_ms(0, b * 2 * mid * ro * ro, dense=False)  # scale
+    t += roof.kernel_ms(b * mid * cout * ro * ro, b * (mid + cout) * ro * ro + mid * cout)
+    if layer.stride == 1 and cin == cout:
+        t += roof.kernel_ms(0, b * 3 * cout * ro * ro, dense=False)
+    return t
+
+
+def estimate_warning(spec: TableSpec) -> str:
+    return (
+        f"latency for {spec.device} ({spec.runtime}, {spec.precision}) is a roofline ESTIMATE from the "
+        f"device's specs, not a measurement; to measure it, run on the device: "
+        f"{build_command(spec.device, spec.runtime, spec.precision, input_size=spec.input_size)}"
+    )
+
+
+def estimate_table(
+    space: SearchSpace | None,
+    spec: TableSpec,
+    *,
+    include_published: bool = True,
+    networks: Iterable[ArchEncoding] = (),
+    roofline: Roofline | None = None,
+) -> LatencyTable:
+    """A table of roofline estimates for every entry of ``space`` (if given), DNA-a..d and
+    ``networks``, marked estimated."""
+    profile = get_device(spec.device)
+    roof = roofline or roofline_for(profile, spec.precision, threads=spec.threads)
+    if space is not None:
+        items = items_for(space, spec, include_published=include_published, networks=networks)
+    else:
+        nets = list(networks) + (published_networks() if include_published else [])
+        items = list({it.key: it for enc in nets for it in network_items(enc, spec)}.values())
+    entries = {
+        it.key: Entry(item_ms(it, roof, batch=spec.batch, num_classes=spec.num_classes), 0.0, 0, ESTIMATED)
+        for it in items
+    }
+    return LatencyTable(
+        spec=spec,
+        device_identity={
+            "name": profile.name,
+            "description": profile.title,
+            "details": {"source": roof.source},
+        },
+        runtime_version="n/a (estimated)",
+        entries=entries,
+        calibration=Calibration(1.0, 0.0, "none (roofline estimate)"),
+        estimated=True,
+        method={
+            "kind": "roofline",
+            "peak_gflops": roof.peak_gflops,
+            "vector_gflops": roof.vector_gflops,
+            "memory_bandwidth_gbs": roof.bandwidth_gbs,
+            "launch_overhead_us": roof.launch_us,
+            "specs_source": roof.source,
+            "warning": estimate_warning(spec),
+        },
+        library_versions=library_versions(),
+        meta={"spaces": [{"name": space.name, "identity": space.identity}] if space else []},
+    )

@@ -1,0 +1,1 @@
+"""Search strategy: cost models, the exact multiple-choice knapsack, constrained search, plots."""

@@ -1,0 +1,1 @@
+"""Supernet side of DNA: teacher, block supernet, block-wise KD training, rating, data, SPOS baseline."""
