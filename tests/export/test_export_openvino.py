@@ -29,6 +29,7 @@ def test_openvino_fp32_parity(tmp_path):
     assert load_runner(a.path).static_batch == 1
 
 
+@pytest.mark.slow
 def test_openvino_int8_nncf_cli_json(tmp_path):
     pytest.importorskip("nncf", reason="NNCF not installed (pip install 'dna-zoo[openvino]')")
     from typer.testing import CliRunner

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
+@pytest.mark.slow
 def test_onnx_only_writes_trt_ready_onnx_and_trtexec_line(tmp_path):
     a = export_artifact(
         "dna_a",

@@ -133,6 +133,7 @@ def test_push_created_a_timm_repo(hub):
     assert not any(TOKEN.encode() in r.body or TOKEN in r.path for r in hub["server"].state.requests)
 
 
+@pytest.mark.slow
 def test_timm_pretrained_downloads_the_pushed_dna_b(hub, fresh_cache):
     import timm
 
@@ -296,6 +297,7 @@ def test_engine_with_a_mismatching_manifest_is_refused():
         check_engine(manifest, TrtTarget("10.3.0", ENGINE_GPU, "9.0"))
 
 
+@pytest.mark.slow
 def test_offline_load_from_warm_cache_in_a_fresh_process(hub, tmp_path):
     """HF_HUB_OFFLINE=1 in a new process, the server unreachable: loads from the cache only."""
     import timm

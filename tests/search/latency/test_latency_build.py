@@ -79,6 +79,7 @@ def test_torch_eager_runtime_measures_a_layer(tmp_path):
     assert entry.source == "measured" and entry.runs == 9
 
 
+@pytest.mark.slow
 def test_torch_compile_runtime_times_the_compiled_module(tmp_path):
     from dna_zoo.search.latency.runtimes import get_runtime
 
@@ -110,6 +111,7 @@ build_table(tiny_space(), tiny_spec(), include_published=False, timing=slow, cac
 """
 
 
+@pytest.mark.slow
 def test_killed_build_resumes(tmp_path, monkeypatch):
     spec = tiny_spec()
     final = complete_path(spec, tmp_path)

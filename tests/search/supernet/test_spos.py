@@ -96,6 +96,7 @@ def test_bn_recalibration_sets_batch_statistics_and_leaves_supernet_alone():
         torch.testing.assert_close(v, before[k])
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_under_a_seed_and_rates_real_data():
     sp = tiny_space()
     data = DataSource(FashionMNIST("train", input_size=32, limit=160))

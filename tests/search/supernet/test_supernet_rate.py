@@ -115,6 +115,7 @@ def test_rate_run_writes_a_ratings_file_and_cli(run, tmp_path):
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_two_ranks_rate_like_one(run, tmp_path):
     """Candidates sharded over 2 gloo ranks give the ratings of a 1-process run."""
     one = rate_run(run, out=tmp_path / "one.json", config=RATE)

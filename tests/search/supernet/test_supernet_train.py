@@ -112,6 +112,7 @@ def test_training_steps_decrease_every_block_loss(teacher_weights):
     assert max(ratios) < 1.0 and sum(ratios) / len(ratios) < 0.9, (before, after)
 
 
+@pytest.mark.slow
 def test_two_process_gloo_matches_one_process(ref_run, teacher_weights, tmp_path):
     """torchrun, 2 CPU processes x 8 images == 1 process x 2 accumulation steps of 8 images."""
     out = tmp_path / "ddp"
@@ -136,6 +137,7 @@ def test_two_process_gloo_matches_one_process(ref_run, teacher_weights, tmp_path
     assert [r["step"] for r in rows] == list(range(1, 13))  # rank 0 logs, once per step
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_finishes_like_an_uninterrupted_run(ref_run, teacher_weights, tmp_path):
     out = tmp_path / "killed"
     script = textwrap.dedent(
