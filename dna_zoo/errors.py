@@ -78,6 +78,10 @@ class DataError(DnaZooError, ValueError):
     """Input data (image folder, dataset) that is missing or unreadable."""
 
 
+class FileFormatError(ConfigError):
+    """A file of another kind, or written by another version of dna-zoo than this one reads."""
+
+
 class OutputExistsError(DnaZooError, FileExistsError):
     """Refusing to overwrite an existing output."""
 

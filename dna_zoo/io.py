@@ -15,13 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from dna_zoo.errors import ConfigError
+from dna_zoo.errors import ConfigError, FileFormatError
 
 __all__ = [
     "atomic_save",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
+    "check_format",
     "read_json",
     "replace_dir",
     "sha256_file",
@@ -86,6 +87,36 @@ def read_json(path: str | os.PathLike[str], *, what: str, hint: str | None = Non
         return json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{p} is not a valid {what}: {e}") from e
+
+
+def check_format(
+    data: Any,
+    *,
+    origin: str,
+    what: str,
+    format: str,
+    version: int,
+    redo: str,
+    key: str = "format",
+    version_key: str = "version",
+    readable: tuple[int, ...] = (),
+) -> int:
+    """The version of a versioned dna-zoo file, or one :class:`FileFormatError` saying how to redo it.
+
+    ``data`` must be a dict whose ``key`` is ``format`` and whose ``version_key`` is ``version``
+    or one of the older ``readable`` versions (which the caller then upgrades on reading).
+    """
+    if not isinstance(data, dict) or data.get(key) != format:
+        raise FileFormatError(f"{origin} is not a {what}", hint=redo)
+    found = data.get(version_key)
+    if found != version and found not in readable:
+        newer = isinstance(found, int) and found > version
+        raise FileFormatError(
+            f"{origin} is a {what} of version {found}; this dna-zoo reads version "
+            + (f"{version}" if not readable else f"{version} (and {', '.join(map(str, readable))})"),
+            hint=("upgrade dna-zoo, or " if newer else "") + redo,
+        )
+    return int(found)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

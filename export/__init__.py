@@ -5,7 +5,16 @@ is the entry point; :mod:`dna_zoo.export.registry` lists the formats.
 """
 
 from dna_zoo.export.api import export_artifact, latest_search_result
-from dna_zoo.export.artifact import Artifact, read_manifest
+from dna_zoo.export.artifact import Artifact, ArtifactManifest, load_manifest, read_manifest
 from dna_zoo.export.registry import FORMATS, get_format
 
-__all__ = ["FORMATS", "Artifact", "export_artifact", "get_format", "latest_search_result", "read_manifest"]
+__all__ = [
+    "FORMATS",
+    "Artifact",
+    "ArtifactManifest",
+    "export_artifact",
+    "get_format",
+    "latest_search_result",
+    "load_manifest",
+    "read_manifest",
+]

@@ -120,8 +120,26 @@ def _check_folders(opts: ExportOptions) -> None:
                     open_image(im.path)
 
 
+def portable_spec(spec: str) -> str:
+    """What the user named, without a local path: a searched-net file is recorded by its name
+    (its encoding is recorded in full beside it)."""
+    return Path(spec).name if Path(spec).is_file() else spec
+
+
+def portable_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as given, with folders and files (``data``, ``calib``, ``timing_cache``) by name."""
+    return {
+        k: (Path(str(v)).name if k in ("data", "calib", "timing_cache") and v not in (None, "builtin") else v)
+        for k, v in options.items()
+    }
+
+
 def source_record(src: ModelSource, weights: Path | None) -> dict[str, Any]:
-    rec: dict[str, Any] = {"model": src.spec, "timm_name": src.timm_name, "name": src.display_name}
+    rec: dict[str, Any] = {
+        "model": portable_spec(src.spec),
+        "timm_name": src.timm_name,
+        "name": src.display_name,
+    }
     if src.arch is not None:
         rec["arch"] = src.arch.to_dict()
     rec["weights"] = None
@@ -186,7 +204,11 @@ def export_artifact(
             manifest["files"] = file_entries(art.files)
             manifest["source"] = source_record(src, weights)
             manifest["preprocess"] = cfg
-            manifest["options"] = {k: v for k, v in options.items()}
+            manifest["options"] = portable_options(options)
+            for key in ("parity", "onnx_parity"):  # a --data folder is recorded by name
+                images = (manifest.get(key) or {}).get("images")
+                if isinstance(images, str) and not images.startswith("builtin"):
+                    manifest[key]["images"] = Path(images).name
             manifest["versions"] = library_versions()
             manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor() or None}
             manifest["export_seconds"] = round(time.perf_counter() - t0, 2)

@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_KIND = "dna-zoo-artifact"
-MANIFEST_VERSION = 1
+#: 2: ``latency["artifact"]`` names the artifact's own runner among the baselines, and the
+#: source and options hold file names instead of local paths. Version 1 is read as well
+#: (the artifact's runner was the first one timed).
+MANIFEST_VERSION = 2
+READABLE_MANIFEST_VERSIONS = (1,)
+_REDO = "export the artifact again with `dna export`"
 _VERSIONED = ("torch", "timm", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "numpy", "dna-zoo")
 
 
@@ -49,6 +54,133 @@ class Artifact:
     @property
     def parity_passed(self) -> bool:
         return bool(self.manifest.get("parity", {}).get("passed"))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One runner's latency as timed at export (interleaved with the baselines)."""
+
+    runner: str
+    median_ms: float
+    p90_ms: float | None = None
+    batch: int = 1
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactManifest:
+    """The typed view of ``X.manifest.json``: the one reader of export manifests.
+
+    ``raw`` is the whole file (what is uploaded beside the artifact); the fields are what
+    other layers (the hub, the benchmark) read from it.
+    """
+
+    format: str
+    precision: str
+    file: str
+    sha256: str
+    label: str
+    files: dict[str, dict[str, Any]]
+    source: dict[str, Any]
+    parity: dict[str, Any]
+    versions: dict[str, str]
+    machine: dict[str, Any]
+    trt: dict[str, Any] | None
+    timings: tuple[Timing, ...]
+    artifact_runner: str | None
+    version: int
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def parity_passed(self) -> bool:
+        return bool(self.parity.get("passed"))
+
+    @property
+    def extra_files(self) -> tuple[str, ...]:
+        """Files of the artifact besides the main one (OpenVINO's ``.bin``, ONNX external data)."""
+        names = [n for n in self.files if n != self.file]
+        names += [str(n) for n in self.raw.get("extra_files") or [] if str(n) not in names]
+        return tuple(names)
+
+    @property
+    def own_timing(self) -> Timing | None:
+        """The artifact's own measured latency (not its baselines'), if it was timed."""
+        return next((t for t in self.timings if t.runner == self.artifact_runner), None)
+
+    @property
+    def device(self) -> str:
+        """What the latency was measured on: the GPU of an engine, else the export machine."""
+        if self.trt and self.trt.get("gpu"):
+            return str(self.trt["gpu"])
+        return str(self.machine.get("processor") or self.machine.get("platform") or "the export machine")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+    @classmethod
+    def from_dict(cls, d: Any, *, origin: str = "manifest") -> ArtifactManifest:
+        from dna_zoo.errors import FileFormatError
+        from dna_zoo.io import check_format
+
+        try:
+            version = check_format(
+                d, origin=origin, what="dna-zoo artifact manifest", format=MANIFEST_KIND,
+                version=MANIFEST_VERSION, readable=READABLE_MANIFEST_VERSIONS, redo=_REDO,
+                key="kind", version_key="manifest_version",
+            )  # fmt: skip
+        except FileFormatError as e:
+            raise DataError(e.message, hint=e.hint) from e
+        missing = [
+            k for k in ("format", "precision", "file", "sha256", "source", "parity", "versions") if k not in d
+        ]
+        if missing:
+            raise DataError(f"{origin} lacks {', '.join(missing)}", hint=_REDO)
+        latency = d.get("latency") or {}
+        timings = tuple(
+            Timing(
+                str(name),
+                float(t["median_ms"]),
+                None if t.get("p90_ms") is None else float(t["p90_ms"]),
+                int(t.get("batch", 1)),
+                None if t.get("threads") is None else int(t["threads"]),
+            )
+            for name, t in latency.items()
+            if isinstance(t, dict) and "median_ms" in t
+        )
+        runner = latency.get("artifact")
+        if runner is None and timings:  # version 1: the artifact's runner was timed first
+            runner = timings[0].runner
+        try:
+            return cls(
+                format=str(d["format"]),
+                precision=str(d["precision"]),
+                file=str(d["file"]),
+                sha256=str(d["sha256"]),
+                label=str(d.get("label") or f"{d['format']} {d['precision']}"),
+                files=dict(d.get("files") or {}),
+                source=d["source"] if isinstance(d["source"], dict) else {"name": str(d["source"])},
+                parity=dict(d["parity"] or {}),
+                versions={str(k): str(v) for k, v in (d["versions"] or {}).items()},
+                machine=dict(d.get("machine") or {}),
+                trt=dict(d["trt"]) if isinstance(d.get("trt"), dict) else None,
+                timings=timings,
+                artifact_runner=None if runner is None else str(runner),
+                version=version,
+                raw=dict(d),
+            )
+        except (TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"{origin} is a corrupt artifact manifest: {e}", hint=_REDO) from e
+
+    @classmethod
+    def load(cls, manifest_path: str | Path) -> ArtifactManifest:
+        p = Path(manifest_path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError as e:
+            raise DataError(f"manifest {p} does not exist", hint=_REDO) from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"manifest {p} is unreadable: {e}", hint=_REDO) from e
+        return cls.from_dict(data, origin=str(p))
 
 
 def manifest_path_for(path: Path) -> Path:
@@ -72,19 +204,17 @@ def file_entries(files: list[Path]) -> dict[str, dict[str, Any]]:
 
 
 def read_manifest(artifact_path: str | Path) -> dict[str, Any]:
-    """The manifest of an artifact; a missing or unreadable one is a :class:`DataError`."""
+    """The manifest of an artifact (as a dict); a missing, foreign or unreadable one is a
+    :class:`DataError`. Read through :class:`ArtifactManifest`, the one reader."""
+    return load_manifest(artifact_path).raw
+
+
+def load_manifest(artifact_path: str | Path) -> ArtifactManifest:
+    """The typed manifest of an artifact file."""
     p = manifest_path_for(Path(artifact_path))
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError as e:
-        raise DataError(
-            f"{artifact_path} has no manifest ({p.name})", hint="export it with `dna export`"
-        ) from e
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"manifest {p} is unreadable: {e}", hint="export the artifact again") from e
-    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
-        raise DataError(f"{p} is not a dna-zoo artifact manifest", hint="export the artifact again")
-    return data
+    if not p.is_file():
+        raise DataError(f"{artifact_path} has no manifest ({p.name})", hint="export it with `dna export`")
+    return ArtifactManifest.load(p)
 
 
 def verify_files(artifact_path: Path, manifest: dict[str, Any]) -> None:

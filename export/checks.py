@@ -54,10 +54,15 @@ def check_parity(
 
 
 def measure(runners: dict[str, Runner], batch: int, cfg_input: tuple[int, ...] | list[int]) -> dict[str, Any]:
-    """Interleaved latency of the artifact and its baselines on one batch (random data)."""
+    """Interleaved latency of the artifact (the first runner) and its baselines on one batch
+    (random data); ``"artifact"`` names the artifact's own runner."""
     x = np.random.default_rng(0).standard_normal((batch, *cfg_input)).astype(np.float32)
     timings = time_interleaved(runners, x, rounds=4, runs=8, warmup=3)
-    return {"note": "measured at export, interleaved with the baselines, warm-up excluded", **timings}
+    return {
+        "note": "measured at export, interleaved with the baselines, warm-up excluded",
+        "artifact": next(iter(runners)),
+        **timings,
+    }
 
 
 def reduced_precision_verdict(

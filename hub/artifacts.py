@@ -1,10 +1,10 @@
 """Export artifacts on the Hub: where each one goes in a repo, and whether an engine fits here.
 
-Convention shared with ``dna_zoo.export``: every artifact file ``X`` has ``X.manifest.json``
-beside it, a JSON dict with at least ``format``, ``precision``, ``file``, ``sha256``,
-``source``, ``parity`` and ``versions``; TensorRT engines add a ``trt`` dict with
-``version``, ``gpu`` and ``compute_capability``. Optional ``extra_files`` lists sibling
-files that belong to the artifact (e.g. ONNX external data).
+Every artifact file ``X`` has ``X.manifest.json`` beside it, written by ``dna_zoo.export``
+and read here only through its typed reader, :class:`dna_zoo.export.artifact.ArtifactManifest`
+(format, precision, sha256 of every file, parity, latency per runner, versions); TensorRT
+engines add a ``trt`` dict with ``version``, ``gpu`` and ``compute_capability``. The other
+files the manifest lists (OpenVINO's ``.bin``, ONNX external data) travel with the artifact.
 
 In a repo, an artifact lives in a folder per format (``onnx/model.onnx``); TensorRT engines
 are keyed by TensorRT version and GPU (``trt/<trt_version>/<gpu_slug>/model.engine``),
@@ -13,17 +13,17 @@ because an engine only runs on the TensorRT version and GPU it was built with.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dna_zoo.errors import ConfigError, DataError, DnaZooError, MissingDependencyError
+from dna_zoo.export.artifact import MANIFEST_SUFFIX, ArtifactManifest
 from dna_zoo.io import sha256_file
 
-MANIFEST_SUFFIX = ".manifest.json"
-REQUIRED_KEYS = ("format", "precision", "file", "sha256", "source", "parity", "versions")
+__all__ = ["MANIFEST_SUFFIX", "ArtifactManifest", "LocalArtifact", "find_artifacts", "read_manifest"]
+
 TRT_FORMATS = ("trt", "tensorrt", "engine")
 
 
@@ -37,12 +37,12 @@ class LocalArtifact:
 
     path: Path
     manifest_path: Path
-    manifest: dict[str, Any]
+    manifest: ArtifactManifest
     extra: tuple[Path, ...] = field(default=())
 
     @property
     def format(self) -> str:
-        return str(self.manifest["format"])
+        return self.manifest.format
 
     @property
     def is_engine(self) -> bool:
@@ -79,40 +79,28 @@ def version_slug(version: str) -> str:
     return slug
 
 
-def repo_folder(manifest: dict[str, Any]) -> str:
-    fmt = str(manifest["format"])
+def repo_folder(manifest: ArtifactManifest) -> str:
+    fmt = manifest.format
     if not is_trt_format(fmt):
         return format_slug(fmt)
-    trt = manifest.get("trt") or {}
+    trt = manifest.trt or {}
     return f"trt/{version_slug(trt['version'])}/{gpu_slug(trt['gpu'])}"
 
 
-def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
-    """The manifest dict, or a :class:`DataError` naming what is missing."""
-    if not isinstance(manifest, dict):
-        raise DataError(f"{source} is not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise DataError(
-            f"{source} lacks {', '.join(missing)}",
-            hint="artifact manifests are written by `dna export`; re-export the artifact",
-        )
-    if is_trt_format(str(manifest["format"])):
-        trt = manifest.get("trt")
-        if not isinstance(trt, dict) or not trt.get("version") or not trt.get("gpu"):
+def validate_manifest(manifest: Any, source: str) -> ArtifactManifest:
+    """The typed manifest, or a :class:`DataError` saying what is wrong and how to redo it."""
+    m = ArtifactManifest.from_dict(manifest, origin=source)
+    if is_trt_format(m.format):
+        if not m.trt or not m.trt.get("version") or not m.trt.get("gpu"):
             raise DataError(
                 f"{source} is a TensorRT engine manifest without trt.version and trt.gpu",
                 hint="engines must say which TensorRT version and GPU built them",
             )
-    return manifest
+    return m
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read artifact manifest {path}: {e}") from e
-    return validate_manifest(data, str(path))
+def read_manifest(path: Path) -> ArtifactManifest:
+    return validate_manifest(ArtifactManifest.load(path).raw, str(path))
 
 
 def find_artifacts(folder: str | Path) -> list[LocalArtifact]:
@@ -131,20 +119,22 @@ def find_artifacts(folder: str | Path) -> list[LocalArtifact]:
         path = manifest_path.with_name(name)
         if not path.is_file():
             raise DataError(f"{manifest_path} describes {name}, which is not beside it")
-        if Path(str(manifest["file"])).name != name:
-            raise DataError(f"{manifest_path} describes file '{manifest['file']}', not {name}")
+        if Path(manifest.file).name != name:
+            raise DataError(f"{manifest_path} describes file '{manifest.file}', not {name}")
         digest = sha256_file(path)
-        if digest != manifest["sha256"]:
+        if digest != manifest.sha256:
             raise DataError(
-                f"{path} does not match its manifest "
-                f"(sha256 {digest[:12]}… != {str(manifest['sha256'])[:12]}…)",
+                f"{path} does not match its manifest (sha256 {digest[:12]}… != {manifest.sha256[:12]}…)",
                 hint="the artifact changed after export; export it again",
             )
         extra = []
-        for rel in manifest.get("extra_files") or []:
+        for rel in manifest.extra_files:
             p = path.parent / str(rel)
             if not p.is_file() or PurePosixPath(str(rel)).name != str(rel):
                 raise DataError(f"{manifest_path} lists extra file '{rel}', which is not beside it")
+            entry = manifest.files.get(rel)
+            if entry is not None and sha256_file(p) != entry.get("sha256"):
+                raise DataError(f"{p} does not match its manifest", hint="export the artifact again")
             extra.append(p)
         found.append(LocalArtifact(path, manifest_path, manifest, tuple(extra)))
     if not found:
@@ -206,9 +196,9 @@ def local_trt_target() -> TrtTarget:
     return TrtTarget(str(tensorrt.__version__), torch.cuda.get_device_name(0), f"{major}.{minor}")
 
 
-def check_engine(manifest: dict[str, Any], target: TrtTarget) -> None:
+def check_engine(manifest: ArtifactManifest, target: TrtTarget) -> None:
     """Refuse an engine built for another TensorRT version or GPU than ``target``."""
-    trt = manifest.get("trt") or {}
+    trt = manifest.trt or {}
     built = TrtTarget(str(trt.get("version")), str(trt.get("gpu")), _cc(trt.get("compute_capability")))
     problems = []
     if built.version != target.version:

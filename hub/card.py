@@ -46,48 +46,6 @@ class Latency:
         }
 
 
-def parse_latency(data: Any, defaults: dict[str, Any] | None = None) -> list[Latency]:
-    """Latency figures from a search result or manifest, in any of the shapes they take.
-
-    Accepts a number (milliseconds, with ``device``/``runtime``/``precision`` taken from
-    ``defaults``), a dict (``ms``/``latency_ms``/``value`` plus those keys and ``source`` or
-    ``estimated``), or a list of such dicts. A figure without a stated source is reported as
-    "estimated" (a search result's latency comes from a latency table unless it says
-    otherwise).
-    """
-    defaults = defaults or {}
-    if data is None:
-        return []
-    if isinstance(data, (int, float)) and not isinstance(data, bool):
-        data = {"ms": float(data)}
-    if isinstance(data, list):
-        return [lat for item in data for lat in parse_latency(item, defaults)]
-    if not isinstance(data, dict):
-        return []
-    ms = next((data[k] for k in ("ms", "latency_ms", "value", "median_ms", "mean_ms") if k in data), None)
-    if ms is None:
-        # {"device": {"runtime": ms}} style nested tables are not guessed at
-        return []
-    merged = {**defaults, **data}
-    source = merged.get("source")
-    if source not in ("measured", "estimated"):
-        if "estimated" in merged:
-            source = "estimated" if merged["estimated"] else "measured"
-        else:
-            source = "estimated"
-    return [
-        Latency(
-            device=str(merged.get("device") or "unknown device"),
-            runtime=str(merged.get("runtime") or "unknown runtime"),
-            precision=str(merged.get("precision") or "fp32"),
-            ms=float(ms),
-            source=source,
-            batch=int(merged.get("batch", 1)),
-            note=str(merged.get("note") or merged.get("table") or ""),
-        )
-    ]
-
-
 @dataclass(frozen=True)
 class CardInfo:
     """Everything a card says; built by :mod:`dna_zoo.hub.push`."""
@@ -105,7 +63,9 @@ class CardInfo:
     datasets: tuple[str, ...] = ()
     accuracy: dict[str, Any] | None = None  # {"top1": 77.5, "dataset": ..., "source": ...}
     latency: tuple[Latency, ...] = ()
-    artifacts: tuple[dict[str, Any], ...] = ()  # {"path": repo path, "manifest": {...}, "size": bytes}
+    artifacts: tuple[
+        dict[str, Any], ...
+    ] = ()  # {"path": repo path, "manifest": ArtifactManifest, "size": bytes}
     registered_name: str | None = None  # zoo name whose default hf_hub_id is this repo
 
 
@@ -116,7 +76,7 @@ def card_data(info: CardInfo):
     tags = ["image-classification", "timm", "dna-zoo", "dna", "efficientnet"]
     if info.searched:
         tags.append("neural-architecture-search")
-    formats = sorted({str(a["manifest"]["format"]).lower() for a in info.artifacts})
+    formats = sorted({a["manifest"].format.lower() for a in info.artifacts})
     tags += [f for f in formats if f not in tags]
     return ModelCardData(
         library_name="timm",
@@ -205,15 +165,18 @@ def _latency_section(latency: tuple[Latency, ...]) -> list[str]:
     return out
 
 
-def _fmt_parity(parity: Any) -> str:
-    if not isinstance(parity, dict) or not parity:
-        return str(parity) if parity not in (None, {}) else "not checked"
+def _fmt_parity(parity: dict[str, Any]) -> str:
+    if not parity:
+        return "not checked"
     parts = []
-    for k, v in parity.items():
-        if isinstance(v, float):
-            parts.append(f"{k} {v:.3g}")
-        elif isinstance(v, (int, str, bool)):
-            parts.append(f"{k} {v}")
+    if "max_abs_diff" in parity:
+        parts.append(f"max abs diff {float(parity['max_abs_diff']):.2g}")
+    if "top1_agreement" in parity:
+        parts.append(f"top-1 agreement {100 * float(parity['top1_agreement']):.1f}%")
+    if "n_images" in parity:
+        parts.append(f"on {parity['n_images']} real images")
+    if "passed" in parity:
+        parts.append("passed" if parity["passed"] else "FAILED")
     return ", ".join(parts) or "see manifest"
 
 
@@ -225,16 +188,22 @@ def _artifact_section(info: CardInfo) -> list[str]:
         "Each artifact has a `.manifest.json` beside it (sha256, versions, shapes, parity against torch). "
         "TensorRT engines are keyed by TensorRT version and GPU: an engine only runs where it was built.",
         "",
-        "| file | format | precision | size | parity vs torch | built for |",
-        "|---|---|---|---|---|---|",
+        "| file | format | precision | size | parity vs torch | latency at export | built for |",
+        "|---|---|---|---|---|---|---|",
     ]
     for art in info.artifacts:
         m = art["manifest"]
-        trt = m.get("trt") or {}
+        trt = m.trt or {}
         built = f"TensorRT {trt.get('version')}, {trt.get('gpu')}" if trt else "any"
+        t = m.own_timing
+        lat = (
+            f"{t.median_ms:.2f} ms ({t.runner}, batch {t.batch}, measured)"
+            if t is not None
+            else "not measured"
+        )
         out.append(
-            f"| `{art['path']}` | {m['format']} | {m['precision']} | {art['size'] / 1e6:.1f} MB | "
-            f"{_fmt_parity(m.get('parity'))} | {built} |"
+            f"| `{art['path']}` | {m.format} | {m.precision} | {art['size'] / 1e6:.1f} MB | "
+            f"{_fmt_parity(m.parity)} | {lat} | {built} |"
         )
     out.append("")
     return out

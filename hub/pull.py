@@ -20,6 +20,7 @@ from dna_zoo.errors import DataError, OutputExistsError
 from dna_zoo.hub import client
 from dna_zoo.hub.artifacts import (
     MANIFEST_SUFFIX,
+    ArtifactManifest,
     EngineMismatchError,
     TrtTarget,
     check_engine,
@@ -39,11 +40,11 @@ MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 class PulledArtifact:
     path: Path
     manifest_path: Path
-    manifest: dict[str, Any]
+    manifest: ArtifactManifest
 
     def extra_files(self) -> tuple[Path, ...]:
-        """Sibling files the artifact needs (e.g. ONNX external data), as its manifest lists them."""
-        names = [str(n) for n in self.manifest.get("extra_files") or []]
+        """Sibling files the artifact needs (e.g. OpenVINO's .bin), as its manifest lists them."""
+        names = self.manifest.extra_files
         return tuple(self.path.with_name(n) for n in names if self.path.with_name(n).is_file())
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,11 +52,11 @@ class PulledArtifact:
         return {
             "path": str(self.path),
             "manifest": str(self.manifest_path),
-            "format": m.get("format"),
-            "precision": m.get("precision"),
-            "sha256": m.get("sha256"),
-            "parity": m.get("parity"),
-            **({"trt": m["trt"]} if m.get("trt") else {}),
+            "format": m.format,
+            "precision": m.precision,
+            "sha256": m.sha256,
+            "parity": m.parity,
+            **({"trt": m.trt} if m.trt else {}),
         }
 
 
@@ -134,7 +135,7 @@ def pull(
             _raise_missing(repo_id, artifact, folder, target, revision)
         for art in pulled:
             digest = sha256_file(art.path)
-            if digest != art.manifest.get("sha256"):
+            if digest != art.manifest.sha256:
                 raise DataError(
                     f"{art.path.name} from {repo_id} does not match its manifest's sha256",
                     hint="the repo is inconsistent; re-push the artifact",

@@ -19,15 +19,20 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dna_zoo.errors import ConfigError, DnaZooError, OutputExistsError, WeightsError
 from dna_zoo.hub import client
 from dna_zoo.hub.artifacts import LocalArtifact, find_artifacts, layout, read_manifest
-from dna_zoo.hub.card import CardInfo, Latency, build_card, parse_latency
+from dna_zoo.hub.card import CardInfo, Latency, build_card
 from dna_zoo.hub.config import hub_config, write_config
 from dna_zoo.hub.convert import CONFIG_NAME, WEIGHTS_NAME
 from dna_zoo.io import replace_dir, staging_dir
+
+if TYPE_CHECKING:
+    from dna_zoo.arch import ArchEncoding
+    from dna_zoo.search.result import SearchResult
+    from dna_zoo.search.retrain import RetrainOutput
 
 logger = logging.getLogger(__name__)
 
@@ -78,28 +83,50 @@ class PushResult:
         }
 
 
-def _search_result(spec: str) -> dict[str, Any]:
-    """The extra figures of a search-result file (latency, accuracy, dataset...), if any."""
+def _search_result(spec: str) -> SearchResult | None:
+    """The search result ``spec`` names, read by its typed reader; None for other specs (a zoo
+    name, a bare encoding file)."""
+    from dna_zoo.search.result import RESULT_FORMAT, SearchResult
+
     p = Path(spec)
     if not p.is_file():
-        return {}
+        return None
     try:
         data = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}  # resolve_arch already reported a broken file
-    return data if isinstance(data, dict) and "arch" in data else {}
+        return None  # resolve_arch already reported a broken file
+    if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+        return None
+    return SearchResult.from_dict(data, origin=str(p))
 
 
-def _accuracy(result: dict[str, Any], name: str | None, num_classes: int) -> dict[str, Any] | None:
-    for key in ("top1", "top1_acc", "accuracy"):
-        value = result.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {
-                "top1": value,
-                "dataset": result.get("dataset", "the evaluation set"),
-                "source": "measured by the search run",
-            }
-    if name is not None and not result and num_classes == 1000:
+def _retrain_output(weights: Path, arch: ArchEncoding) -> RetrainOutput | None:
+    """The retrain output the weights belong to (``config.json`` beside them), if it is one and
+    is of this very network."""
+    from dna_zoo.search.retrain import CONFIG, RetrainOutput
+
+    cfg = weights.parent / CONFIG
+    if not cfg.is_file():
+        return None
+    try:
+        out = RetrainOutput.load(cfg)
+    except DnaZooError as e:
+        logger.info("not using %s for the card: %s", cfg, e)
+        return None
+    if out.arch.to_arch_def() != arch.to_arch_def():
+        logger.warning("%s describes another network than the one pushed; its accuracy is not used", cfg)
+        return None
+    return out
+
+
+def _accuracy(retrained: RetrainOutput | None, name: str | None, num_classes: int) -> dict[str, Any] | None:
+    if retrained is not None and retrained.top1 is not None:
+        return {
+            "top1": round(retrained.top1, 2),
+            "dataset": f"{retrained.data.name} (evaluation split)",
+            "source": f"measured after retraining, {retrained.metrics.get('kept', 'model')} weights",
+        }
+    if name is not None and num_classes == 1000:
         from dna_zoo.zoo import published_figures
 
         return {
@@ -110,26 +137,13 @@ def _accuracy(result: dict[str, Any], name: str | None, num_classes: int) -> dic
     return None
 
 
-def _input_size(result: dict[str, Any]) -> int:
-    """The resolution the figures are for: the search's input size, else ImageNet's 224."""
-    value = result.get("input_size", 224)
-    if isinstance(value, (list, tuple)) and value:
-        value = value[-1]
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        return 224
-    return size if size > 0 else 224
-
-
-def _datasets(result: dict[str, Any], datasets: Sequence[str], published: bool, num_classes: int) -> tuple:
+def _datasets(
+    retrained: RetrainOutput | None, datasets: Sequence[str], published: bool, num_classes: int
+) -> tuple:
     if datasets:
         return tuple(datasets)
-    value = result.get("dataset")
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
+    if retrained is not None and retrained.data.name:
+        return (retrained.data.name,)
     if published and num_classes == 1000:
         return ("imagenet-1k",)
     return ()
@@ -148,7 +162,8 @@ def _export_artifacts(spec: str, weights: Path, formats: Sequence[str], out_dir:
     for fmt in formats:
         art = export_artifact(spec, fmt, out_dir / fmt, weights=weights)
         manifest = read_manifest(Path(art.manifest_path))
-        found.append(LocalArtifact(Path(art.path), Path(art.manifest_path), manifest))
+        extra = tuple(Path(art.path).with_name(n) for n in manifest.extra_files)
+        found.append(LocalArtifact(Path(art.path), Path(art.manifest_path), manifest, extra))
     return found
 
 
@@ -181,7 +196,8 @@ def prepare_folder(
             hint="push a zoo name (dna_a..dna_d) or a search result .json",
         )
     published = spec in PUBLISHED
-    result = {} if published else _search_result(spec)
+    result = None if published else _search_result(spec)
+    retrained = None if published else _retrain_output(Path(weights), src.arch)
     folder = Path(dest)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -203,7 +219,7 @@ def prepare_folder(
         files.append(repo_path)
 
     num_classes = int(model.num_classes)
-    input_size = _input_size(result)
+    input_size = result.input_size if result is not None else 224
     registered = None
     cfg = default_cfgs.get(spec) if published else None
     if cfg is not None and cfg.default.hf_hub_id == repo_id and num_classes == 1000:
@@ -219,8 +235,8 @@ def prepare_folder(
         params=count_params(model),
         cost=encoding_cost(src.arch, input_size=input_size, num_classes=num_classes),
         license=license or DEFAULT_LICENSE,
-        datasets=_datasets(result, datasets, published, num_classes),
-        accuracy=_accuracy(result, spec if published else None, num_classes),
+        datasets=_datasets(retrained, datasets, published, num_classes),
+        accuracy=_accuracy(retrained, spec if published else None, num_classes),
         latency=tuple(_latencies(result, artifacts)),
         artifacts=tuple(
             {
@@ -237,22 +253,38 @@ def prepare_folder(
     return PreparedRepo(folder, tuple(sorted(files)), card)
 
 
-def _latencies(result: dict[str, Any], artifacts: list[LocalArtifact]) -> list[Latency]:
-    defaults = {k: result[k] for k in ("device", "runtime", "precision", "batch") if k in result}
-    out = parse_latency(result.get("latency"), defaults)
-    if "latency_ms" in result and not out:
-        out = parse_latency({"ms": result["latency_ms"], **defaults})
+def _latencies(result: SearchResult | None, artifacts: list[LocalArtifact]) -> list[Latency]:
+    """The search's predicted latency (from its latency table), then each artifact's own
+    latency measured at export."""
+    out = []
+    lat = result.latency if result is not None else None
+    if lat is not None:
+        d = lat.details
+        out.append(
+            Latency(
+                device=str(d.get("device", "unknown device")),
+                runtime=str(d.get("runtime", "unknown runtime")),
+                precision=str(d.get("precision", "fp32")),
+                ms=lat.value,
+                source="estimated" if lat.estimated else "measured",
+                batch=int(d.get("batch", 1)),
+                note="predicted by the search from a per-layer latency table",
+            )
+        )
     for a in artifacts:
-        m = a.manifest
-        lat = m.get("latency") or m.get("benchmark")
-        if lat is not None:
-            fmt_defaults = {"runtime": m["format"], "precision": m["precision"]}
-            trt = m.get("trt") or {}
-            if trt.get("gpu"):
-                fmt_defaults["device"] = trt["gpu"]
-            if isinstance(lat, dict) and "source" not in lat:
-                lat = {**lat, "source": "measured"}  # an export benchmark times the artifact itself
-            out += parse_latency(lat, fmt_defaults)
+        t = a.manifest.own_timing
+        if t is not None:
+            out.append(
+                Latency(
+                    device=a.manifest.device,
+                    runtime=t.runner,
+                    precision=a.manifest.precision,
+                    ms=t.median_ms,
+                    source="measured",
+                    batch=t.batch,
+                    note=f"{a.repo_folder()}/{a.path.name} at export, median",
+                )
+            )
     return out
 
 

@@ -329,7 +329,7 @@ def run_pipeline(
     on_stage=None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the whole pipeline in ``run_dir``; returns (and writes) the report."""
-    from dna_zoo.search.retrain import RetrainConfig, load_retrained, retrain
+    from dna_zoo.search.retrain import DataInfo, RetrainConfig, load_retrained, retrain
     from dna_zoo.search.strategy.constrained import Constraint, constrained_search
     from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
     from dna_zoo.search.strategy.plot import pareto_plot
@@ -420,7 +420,7 @@ def run_pipeline(
         common = dict(input_size=cfg.input_size, in_chans=cfg.in_chans)
         train_src = open_dataset(cfg.data, split="train", **common)
         val_src = open_dataset(cfg.data, split="val", **common)
-        info = {"name": cfg.data, "input_size": cfg.input_size, **train_src.identity}
+        info = DataInfo.from_source(cfg.data, train_src, input_size=cfg.input_size)
         for name, enc in nets.items():
             t0 = time.perf_counter()
             say(f"retrain {name}")

@@ -48,6 +48,17 @@ class Ratings:
             if c.key not in self.losses
         ]
 
+    def summary(self, path: str | Path | None = None) -> dict[str, Any]:
+        """What a search result records about these ratings: portable, no local paths
+        (the teacher by name and weights sha256, the data by kind and digest)."""
+        return {
+            "file": None if path is None else Path(path).name,
+            "normalization": self.normalization,
+            "input_size": self.input_size,
+            "teacher": portable_teacher(self.teacher),
+            "data": portable_data(self.data),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": RATINGS_FORMAT,
@@ -70,14 +81,14 @@ class Ratings:
 
     @classmethod
     def load(cls, path: str | Path) -> Ratings:
-        from dna_zoo.io import read_json
+        from dna_zoo.io import check_format, read_json
 
         p = Path(path)
         d = read_json(p, what="ratings file", hint="run `dna supernet rate` first")
-        if not isinstance(d, dict) or d.get("format") != RATINGS_FORMAT:
-            raise ConfigError(f"{p} is not a dna-zoo ratings file")
-        if d.get("version") != RATINGS_VERSION:
-            raise ConfigError(f"{p} has ratings version {d.get('version')}, expected {RATINGS_VERSION}")
+        check_format(
+            d, origin=str(p), what="dna-zoo ratings file", format=RATINGS_FORMAT, version=RATINGS_VERSION,
+            redo="rate the supernet again with `dna supernet rate`",
+        )  # fmt: skip
         space = SearchSpace.from_dict(d["space"])
         if d.get("space_identity") != space.identity:
             raise ConfigError(f"{p} is inconsistent: its space does not match its recorded identity")
@@ -90,3 +101,20 @@ class Ratings:
             data=d.get("data", {}),
             meta=d.get("meta", {}),
         )
+
+
+def portable_teacher(teacher: dict[str, Any]) -> dict[str, Any]:
+    """A teacher identity without local paths: its name, weights sha256, stage map."""
+    out = {k: v for k, v in teacher.items() if k not in ("weights", "path")}
+    weights = teacher.get("weights")
+    if isinstance(weights, str) and weights.startswith("timm-pretrained:"):
+        out["weights"] = weights  # a timm tag, not a path
+    return out
+
+
+def portable_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A data identity without local paths (an image folder is named by its folder name)."""
+    out = dict(data)
+    if isinstance(out.get("path"), str):
+        out["path"] = Path(out["path"]).name
+    return out

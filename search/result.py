@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dna_zoo.arch import ArchEncoding
-from dna_zoo.errors import ConfigError
+from dna_zoo.errors import ConfigError, FileFormatError
 
 RESULT_FORMAT = "dna-zoo-search-result"
 RESULT_VERSION = 1
@@ -168,11 +168,13 @@ class SearchResult:
         return p
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SearchResult:
-        if not isinstance(d, dict) or d.get("format") != RESULT_FORMAT:
-            raise ConfigError("not a dna-zoo search result")
-        if d.get("version") != RESULT_VERSION:
-            raise ConfigError(f"search result version {d.get('version')} is not {RESULT_VERSION}")
+    def from_dict(cls, d: dict[str, Any], *, origin: str = "the file") -> SearchResult:
+        from dna_zoo.io import check_format
+
+        check_format(
+            d, origin=origin, what="dna-zoo search result", format=RESULT_FORMAT, version=RESULT_VERSION,
+            redo="run the search again with `dna search` (ratings files are reused)",
+        )  # fmt: skip
         try:
             return cls(
                 arch=ArchEncoding.from_dict(d["arch"]),
@@ -184,7 +186,7 @@ class SearchResult:
                 input_size=int(d["input_size"]),
                 num_classes=int(d["num_classes"]),
                 space=dict(d["space"]),
-                ratings=dict(d.get("ratings", {})),
+                ratings=_portable_ratings(dict(d.get("ratings", {}))),
                 front_axis=str(d["front_axis"]),
                 front=tuple(FrontPoint.from_dict(p) for p in d.get("front", [])),
                 references=tuple(Reference.from_dict(r) for r in d.get("references", [])),
@@ -200,6 +202,22 @@ class SearchResult:
         p = Path(path)
         d = read_json(p, what="search result", hint="run `dna search` first")
         try:
-            return cls.from_dict(d)
+            return cls.from_dict(d, origin=str(p))
+        except FileFormatError:
+            raise
         except ConfigError as e:
             raise ConfigError(f"{p}: {e.message}", hint=e.hint) from e
+
+
+def _portable_ratings(ratings: dict[str, Any]) -> dict[str, Any]:
+    """A result's ratings summary without local paths (version-1 files written before the
+    summary was portable stored the ratings path and the teacher's weights path)."""
+    from dna_zoo.search.ratings import portable_data, portable_teacher
+
+    out = dict(ratings)
+    path = out.pop("path", None)
+    if "file" not in out:
+        out["file"] = None if path is None else Path(str(path)).name
+    out["teacher"] = portable_teacher(dict(out.get("teacher") or {}))
+    out["data"] = portable_data(dict(out.get("data") or {}))
+    return out

@@ -42,6 +42,163 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+RETRAIN_FORMAT = "dna-zoo-retrain-output"
+RETRAIN_VERSION = 1
+_REDO = "retrain the network again with `dna retrain` (or `dna search --run`)"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a retrained network was trained on, and the normalisation its inputs need.
+
+    Built from the data source itself (:meth:`from_source`), so ``dna retrain`` and the
+    pipeline record the same mean/std for the same data.
+    """
+
+    name: str
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = ()
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_source(cls, spec: str | Path, source: Any, *, input_size: int) -> DataInfo:
+        """``source`` is the :class:`dna_zoo.search.supernet.data.DataSource` opened from
+        ``spec`` (the training split): its normalisation and classes, its portable identity."""
+        from dna_zoo.search.ratings import portable_data
+        from dna_zoo.search.supernet.data import is_builtin
+
+        return cls(
+            name="fashion-mnist" if is_builtin(spec) else Path(spec).name,
+            input_size=int(input_size),
+            mean=tuple(float(v) for v in source.mean),
+            std=tuple(float(v) for v in source.std),
+            classes=tuple(source.classes),
+            identity=portable_data(dict(source.identity)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+            "identity": self.identity,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], classes: Any = None) -> DataInfo:
+        from dna_zoo.search.ratings import portable_data
+
+        name = str(d.get("name", ""))
+        return cls(
+            name=Path(name).name if "/" in name else name,
+            input_size=int(d.get("input_size", 224)),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+            classes=tuple(str(c) for c in (classes or d.get("classes") or ())),
+            identity=portable_data(dict(d.get("identity") or {})),
+        )
+
+
+def unknown_data(in_chans: int) -> DataInfo:
+    """What is recorded when the caller says nothing about the data (library use only)."""
+    return DataInfo("unspecified", 224, (0.5,) * in_chans, (0.5,) * in_chans, identity={"note": "not given"})
+
+
+@dataclass(frozen=True)
+class RetrainOutput:
+    """The retrain output contract: ``config.json`` (timm-style, loadable by the zoo) beside
+    ``model.safetensors``. The dna-zoo part of the config carries format and version, the data
+    (with mean/std), the training settings and the measured top-1 (%, on the evaluation split).
+    """
+
+    arch: ArchEncoding
+    num_classes: int
+    in_chans: int
+    data: DataInfo
+    top1: float | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    version: int = RETRAIN_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """timm-style ``config.json``; the encoding is both at ``arch`` (zoo) and in ``model_args``."""
+        enc, size = self.arch, self.data.input_size
+        return {
+            "architecture": "dna_net",
+            "num_classes": self.num_classes,
+            "num_features": enc.num_features,
+            "arch": enc.to_dict(),
+            "model_args": {"arch": enc.to_dict(), "in_chans": self.in_chans, "num_classes": self.num_classes},
+            "pretrained_cfg": {
+                "input_size": [self.in_chans, size, size],
+                "mean": list(self.data.mean),
+                "std": list(self.data.std),
+                "num_classes": self.num_classes,
+                "crop_pct": 1.0,
+                "interpolation": "bilinear",
+                "first_conv": "conv_stem",
+                "classifier": "classifier",
+                "label_names": list(self.data.classes) or None,
+            },
+            "dna_zoo": {
+                "format": RETRAIN_FORMAT,
+                "version": RETRAIN_VERSION,
+                "data": self.data.to_dict(),
+                "train": self.train,
+                "metrics": {"top1": self.top1, **self.metrics},
+            },
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Any, *, origin: str = "config.json") -> RetrainOutput:
+        from dna_zoo.errors import FileFormatError
+        from dna_zoo.io import check_format
+
+        section = d.get("dna_zoo") if isinstance(d, dict) else None
+        if not isinstance(section, dict):
+            raise FileFormatError(f"{origin} is not a dna-zoo retrain output", hint=_REDO)
+        if "format" not in section and {"data", "train", "metrics"} <= set(section):
+            version = 0  # written before the contract was versioned: same content, readable
+        else:
+            version = check_format(
+                section, origin=origin, what="dna-zoo retrain output", format=RETRAIN_FORMAT,
+                version=RETRAIN_VERSION, redo=_REDO,
+            )  # fmt: skip
+        try:
+            pcfg = d["pretrained_cfg"]
+            data = dict(section["data"])
+            data.setdefault("mean", pcfg["mean"])
+            data.setdefault("std", pcfg["std"])
+            data.setdefault("input_size", pcfg["input_size"][-1])
+            if version == 0:  # v0 spread the data source's identity over the data record
+                known = ("name", "input_size", "mean", "std", "num_classes", "in_chans")
+                data["identity"] = data.get("identity") or {k: v for k, v in data.items() if k not in known}
+            metrics = dict(section["metrics"])
+            top1 = metrics.pop("top1", None)
+            return cls(
+                arch=ArchEncoding.from_dict(d["arch"]),
+                num_classes=int(d["num_classes"]),
+                in_chans=int(d["model_args"]["in_chans"]),
+                data=DataInfo.from_dict(data, classes=pcfg.get("label_names")),
+                top1=None if top1 is None else float(top1),
+                metrics=metrics,
+                train=dict(section["train"]),
+                version=version,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{origin} is a corrupt retrain output: {e}", hint=_REDO) from e
+
+    @classmethod
+    def load(cls, path: str | Path) -> RetrainOutput:
+        """From the output folder or its ``config.json``."""
+        from dna_zoo.io import read_json
+
+        p = Path(path)
+        p = p / CONFIG if p.is_dir() else p
+        return cls.from_dict(read_json(p, what="retrain output", hint=_REDO), origin=str(p))
 
 
 @dataclass(frozen=True)
@@ -192,7 +349,7 @@ def retrain(
     out_dir: str | Path,
     config: RetrainConfig = RetrainConfig(),
     teacher: nn.Module | None = None,
-    data_info: dict[str, Any] | None = None,
+    data_info: DataInfo | dict[str, Any] | None = None,
     resume: bool = True,
     progress: Reporter | None = None,
 ) -> RetrainResult:
@@ -210,6 +367,8 @@ def retrain(
     from dna_zoo.weights import save_safetensors
 
     enc = load_encoding(arch)
+    if isinstance(data_info, dict):
+        data_info = DataInfo.from_dict(data_info)
     out = Path(out_dir)
     world = distributed.setup()
     cfg = config
@@ -359,7 +518,8 @@ def retrain(
             sd, weights, metadata={"format": "pt", "arch": enc.name or "dna_net", "top1": f"{top1:.2f}"}
         )
         write_config(
-            cfg_path, enc, num_classes=num_classes, in_chans=in_chans, data_info=data_info or {},
+            cfg_path, enc, num_classes=num_classes, in_chans=in_chans,
+            data_info=data_info or unknown_data(in_chans),
             train={
                 **asdict(cfg), "steps": step, "seconds": round(seconds, 1), "world_size": world.size,
                 "teacher": getattr(teacher, "pretrained_cfg", {}).get("architecture") if teacher else None,
@@ -373,38 +533,14 @@ def retrain(
 
 
 def write_config(
-    path: Path, enc: ArchEncoding, *, num_classes: int, in_chans: int, data_info: dict[str, Any],
+    path: Path, enc: ArchEncoding, *, num_classes: int, in_chans: int, data_info: DataInfo,
     train: dict[str, Any], metrics: dict[str, Any],
 ) -> Path:  # fmt: skip
-    """timm-style ``config.json``; the encoding is both at ``arch`` (zoo) and in ``model_args``."""
-    mean = data_info.get("mean", (0.5,) * in_chans)
-    std = data_info.get("std", (0.5,) * in_chans)
-    size = int(data_info.get("input_size", 224))
-    cfg = {
-        "architecture": "dna_net",
-        "num_classes": num_classes,
-        "num_features": enc.num_features,
-        "arch": enc.to_dict(),
-        "model_args": {"arch": enc.to_dict(), "in_chans": in_chans, "num_classes": num_classes},
-        "pretrained_cfg": {
-            "input_size": [in_chans, size, size],
-            "mean": list(mean),
-            "std": list(std),
-            "num_classes": num_classes,
-            "crop_pct": 1.0,
-            "interpolation": "bilinear",
-            "first_conv": "conv_stem",
-            "classifier": "classifier",
-            "label_names": data_info.get("classes"),
-        },
-        "dna_zoo": {
-            "data": {k: v for k, v in data_info.items() if k != "classes"},
-            "train": train,
-            "metrics": metrics,
-        },
-    }
-    atomic_write_json(path, cfg)
-    return path
+    """Write the retrain output's ``config.json`` (see :class:`RetrainOutput`)."""
+    metrics = dict(metrics)
+    top1 = metrics.pop("top1", None)
+    out = RetrainOutput(enc, num_classes, in_chans, data_info, top1, metrics=metrics, train=train)
+    return out.save(path)
 
 
 def load_retrained(out_dir: str | Path) -> nn.Module:
@@ -415,5 +551,5 @@ def load_retrained(out_dir: str | Path) -> nn.Module:
     cfg_path = d / CONFIG
     if not cfg_path.is_file():
         raise ConfigError(f"{cfg_path} does not exist", hint="run `dna retrain` first")
-    cfg = json.loads(cfg_path.read_text())
-    return build_model(str(cfg_path), weights=d / WEIGHTS, in_chans=int(cfg["model_args"]["in_chans"]))
+    out = RetrainOutput.load(cfg_path)
+    return build_model(str(cfg_path), weights=d / WEIGHTS, in_chans=out.in_chans)

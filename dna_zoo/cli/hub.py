@@ -168,9 +168,9 @@ def pull(
         return
     for a in r.artifacts:
         m = a.manifest
-        trt = m.get("trt") or {}
+        trt = m.trt or {}
         built = f", TensorRT {trt['version']} on {trt['gpu']}" if trt else ""
-        console.print(f"{a.path}  ({m.get('format')} {m.get('precision')}{built})", highlight=False)
+        console.print(f"{a.path}  ({m.format} {m.precision}{built})", highlight=False)
     if not r.artifacts:
         for f in r.files:
             console.print(str(f), highlight=False)

@@ -110,29 +110,16 @@ def retrain(
 def load_data(spec: str, *, input_size: int, in_chans: int = 3):
     """Train/eval datasets (the supernet's data sources: built-in Fashion-MNIST or a folder
     timm reads) and what the retrained model's config needs to know about them."""
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
+    from dna_zoo.search.retrain import DataInfo
     from dna_zoo.search.supernet import data as dsrc
 
     train = dsrc.open_dataset(spec, split="train", input_size=input_size, in_chans=in_chans)
     val = dsrc.open_dataset(spec, split="val", input_size=input_size, in_chans=in_chans)
-    if dsrc.is_builtin(spec):
-        classes = list(dsrc.FASHION_MNIST_CLASSES)
-        mean, std = (dsrc.FASHION_MNIST_MEAN,) * in_chans, (dsrc.FASHION_MNIST_STD,) * in_chans
-    else:
-        reader = getattr(getattr(train.dataset, "dataset", train.dataset), "reader", None)
-        mapping = getattr(reader, "class_to_idx", None) or {}
-        classes = sorted(mapping, key=mapping.get)
-        if not classes:
-            raise ConfigError(
-                f"cannot tell the classes of {spec}", hint="use a folder with class sub-folders"
-            )
-        mean, std = IMAGENET_DEFAULT_MEAN[:in_chans], IMAGENET_DEFAULT_STD[:in_chans]
-    info = {
-        "name": "fashion-mnist" if dsrc.is_builtin(spec) else str(spec),
-        "num_classes": len(classes), "in_chans": in_chans, "input_size": input_size,
-        "mean": tuple(mean), "std": tuple(std), "classes": classes, "identity": train.identity,
-    }  # fmt: skip
+    if not train.classes:
+        raise ConfigError(f"cannot tell the classes of {spec}", hint="use a folder with class sub-folders")
+    data = DataInfo.from_source(spec, train, input_size=input_size)  # the data source's normalisation
+    classes = list(data.classes)
+    info = {**data.to_dict(), "num_classes": len(classes), "in_chans": in_chans, "classes": classes}
     return train.dataset, val.dataset, info
 
 

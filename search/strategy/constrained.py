@@ -194,13 +194,7 @@ def constrained_search(
         input_size=first.input_size,
         num_classes=first.num_classes,
         space={"name": space.name, "identity": space.identity, "num_networks": space.num_networks()},
-        ratings={
-            "path": ratings_path,
-            "normalization": ratings.normalization,
-            "input_size": ratings.input_size,
-            "teacher": ratings.teacher,
-            "data": ratings.data,
-        },
+        ratings=ratings.summary(ratings_path),
         front_axis=models[0].name,
         front=tuple(
             FrontPoint(dict(zip(problem.cost_names, s.costs, strict=True)), s.loss, s.labels) for s in front

@@ -166,10 +166,15 @@ def _file_digest(paths: Sequence[Path]) -> str:
 
 @dataclass
 class DataSource:
-    """A dataset plus what identifies it (recorded in run.json and ratings files)."""
+    """A dataset plus what identifies it (recorded in run.json and ratings files), and the
+    normalisation its images carry (what a model trained on it must be fed: the retrain
+    output records these) and its class names where the source knows them."""
 
     dataset: Dataset
     identity: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    classes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -216,7 +221,10 @@ def open_dataset(
             "input_size": input_size,
             "in_chans": in_chans,
         }
-        return DataSource(ds, ident)
+        return DataSource(
+            ds, ident, mean=(FASHION_MNIST_MEAN,) * in_chans, std=(FASHION_MNIST_STD,) * in_chans,
+            classes=FASHION_MNIST_CLASSES,
+        )  # fmt: skip
     return _open_folder(Path(data), split, input_size, in_chans, limit, mean, std)
 
 
@@ -272,11 +280,13 @@ def _open_folder(
         raise DataError(f"cannot read data folder {root}: {e}") from e
     if len(base) == 0:
         raise DataError(f"data folder {root} holds no images", hint="expected class sub-folders of images")
+    mean = tuple(mean) if mean else IMAGENET_DEFAULT_MEAN
+    std = tuple(std) if std else IMAGENET_DEFAULT_STD
     transform = create_transform(
         input_size,
         is_training=False,
-        mean=tuple(mean) if mean else IMAGENET_DEFAULT_MEAN,
-        std=tuple(std) if std else IMAGENET_DEFAULT_STD,
+        mean=mean,
+        std=std,
         crop_pct=1.0 if input_size < 64 else 0.875,
     )
     ds: Dataset = _StrictImageDataset(base, transform, in_chans)
@@ -293,7 +303,9 @@ def _open_folder(
         "input_size": input_size,
         "in_chans": in_chans,
     }
-    return DataSource(ds, ident)
+    mapping = getattr(base.reader, "class_to_idx", None) or {}
+    classes = tuple(sorted(mapping, key=mapping.get))
+    return DataSource(ds, ident, mean=tuple(mean)[:in_chans], std=tuple(std)[:in_chans], classes=classes)
 
 
 class ShardSampler(Sampler[list[int]]):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from dna_zoo.errors import ConfigError, DnaZooError, OutputExistsError
-from dna_zoo.io import atomic_write, atomic_write_json, sha256_file
+from dna_zoo.io import atomic_write, atomic_write_json, check_format, sha256_file
 from dna_zoo.search.space import SearchSpace
 
 RUN_FORMAT = "dna-zoo-supernet-run"
@@ -87,10 +87,10 @@ class RunDir:
             d = json.loads(self.run_json.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ConfigError(f"{self.run_json} is not readable: {e}") from e
-        if not isinstance(d, dict) or d.get("format") != RUN_FORMAT:
-            raise ConfigError(f"{self.run_json} is not a dna-zoo supernet run description")
-        if d.get("version") != RUN_VERSION:
-            raise ConfigError(f"{self.run_json} has version {d.get('version')}, expected {RUN_VERSION}")
+        check_format(
+            d, origin=str(self.run_json), what="dna-zoo supernet run description", format=RUN_FORMAT,
+            version=RUN_VERSION, redo="train the supernet again with `dna supernet train --out NEW_DIR`",
+        )  # fmt: skip
         return d
 
     def space(self) -> SearchSpace:

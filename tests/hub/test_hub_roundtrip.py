@@ -26,12 +26,12 @@ from hub_fixtures import (
     random_weights,
     reference_output,
     tiny_encoding,
+    write_retrain_output,
     write_search_result,
 )
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
-from dna_zoo.weights import load_weights
 
 runner = CliRunner()
 
@@ -43,7 +43,6 @@ ENGINE_GPU = "NVIDIA Jetson AGX Orin"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """A Hub with dna_b and a searched net pushed through the CLI; logs captured meanwhile."""
-    import timm
 
     import dna_zoo  # noqa: F401
 
@@ -64,9 +63,8 @@ def hub(tmp_path_factory):
         net_w = random_weights(tmp / "net.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
         x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
         arts = tmp / "artifacts"
-        net = timm.create_model("dna_net", arch=tiny_encoding(), num_classes=10)
-        load_weights(net, net_w)
-        onnx_artifact(arts / "onnx", net, x[:1])
+        net_w = write_retrain_output(tmp / "retrain", net_w) or net_w  # config.json beside: top-1
+        onnx_artifact(arts / "onnx", result, net_w)
         engine_artifact(arts / "orin", version="10.3.0", gpu=ENGINE_GPU, cc="8.7")
         outputs = []
         for args in (
@@ -190,7 +188,7 @@ def test_dry_run_writes_the_exact_folder_and_uploads_nothing(hub, tmp_path):
     assert local == remote
     assert set(json.loads(r.stdout)["files"]) == set(local)
     assert "trt/10.3.0/nvidia-jetson-agx-orin/model.engine" in local
-    assert "onnx/model.onnx.manifest.json" in local
+    assert "onnx/tiny-net.onnx.manifest.json" in local
     # a second dry run refuses to overwrite
     r = runner.invoke(
         app,
@@ -211,23 +209,67 @@ def test_dry_run_writes_the_exact_folder_and_uploads_nothing(hub, tmp_path):
 
 
 def test_card_says_what_the_issue_asks(hub):
+    """The card of a net pushed from a real search result, a real export and a retrain output
+    shows the figures those producers wrote, and no local path."""
     from huggingface_hub import ModelCard
 
-    text = hub["server"].state.repos[NET_REPO].head.files["README.md"].decode()
+    from dna_zoo.export import load_manifest
+    from dna_zoo.search.result import SearchResult
+    from dna_zoo.search.retrain import RetrainOutput
+
+    files = hub["server"].state.repos[NET_REPO].head.files
+    text = files["README.md"].decode()
     card = ModelCard(text)
     meta = card.data.to_dict()
     assert meta["library_name"] == "timm" and meta["license"] == "apache-2.0"
     assert "neural-architecture-search" in meta["tags"] and "onnx" in meta["tags"]
-    assert meta["datasets"] == ["fashion_mnist"] and meta["metrics"] == ["accuracy"]
-    assert "| jetson-orin | tensorrt | fp16 | 1 | 1.85 | estimated |" in card.text
-    assert "| cpu-2t | onnxruntime | fp32 | 1 | 0.90 | measured |" in card.text
-    assert "max_abs_diff 2.1e-06, top1_agreement 1" in card.text
+    result = SearchResult.load(hub["result"])
+    lat = result.latency
+    assert lat is not None and lat.estimated
+    # the predicted latency: device, runtime, precision, batch, ms, estimated
+    d = lat.details
+    row = f"| {d['device']} | {d['runtime']} | {d['precision']} | 1 | {lat.value:.2f} | estimated"
+    assert row in card.text, card.text
+    # each artifact with its parity and its own measured latency
+    (onnx,) = (hub["artifacts"] / "onnx").glob("*.onnx")
+    m = load_manifest(onnx)
+    t = m.own_timing
+    assert t is not None and t.runner == "onnxruntime fp32"
+    assert f"| {m.device} | onnxruntime fp32 | fp32 | 1 | {t.median_ms:.2f} | measured" in card.text
+    assert f"{t.median_ms:.2f} ms (onnxruntime fp32, batch 1, measured)" in card.text
+    assert f"max abs diff {m.parity['max_abs_diff']:.2g}, top-1 agreement 100.0%" in card.text
     assert "TensorRT 10.3.0, NVIDIA Jetson AGX Orin" in card.text
+    # accuracy: the retrain output's measured top-1
+    if (hub["tmp"] / "retrain" / "config.json").is_file():
+        retrained = RetrainOutput.load(hub["tmp"] / "retrain")
+        assert retrained.data.mean == (0.286,) * 3 and retrained.data.std == (0.353,) * 3
+        assert f"| top-1 accuracy | {round(retrained.top1, 2)}% on fashion-mnist" in card.text
+        assert meta["datasets"] == ["fashion-mnist"] and meta["metrics"] == ["accuracy"]
+    # params and MACs with their convention
+    assert f"| params | {result.params:,}" in card.text
+    assert f"| MACs, conv+linear | {result.macs['conv_linear']:,}" in card.text
+    assert f"| MACs, all | {result.macs['all']:,}" in card.text and "MACs count multiply-adds" in card.text
     assert f'timm.create_model("hf-hub:{NET_REPO}", pretrained=True)' in card.text
-    assert "conv+linear" in card.text and "MACs, all" in card.text
+    # no absolute local path anywhere in what was uploaded (card, config, manifests)
+    for name, blob in files.items():
+        if name.endswith((".md", ".json")):
+            body = blob.decode()
+            for needle in (str(hub["tmp"]), "/root", "/home", "/tmp"):
+                assert needle not in body, (name, needle)
     dna_b_card = hub["server"].state.repos[DNA_B_REPO].head.files["README.md"].decode()
     assert 'timm.create_model("dna_b", pretrained=True)' in dna_b_card
     assert "4,918,180" in dna_b_card and "imagenet-1k" in dna_b_card
+
+
+def test_search_result_stores_no_local_path(hub):
+    """The result records the teacher by name and weights sha256, the ratings by file name."""
+    from dna_zoo.search.result import SearchResult
+
+    text = hub["result"].read_text()
+    assert "/home" not in text and str(hub["tmp"]) not in text and "/tmp" not in text
+    r = SearchResult.load(hub["result"])
+    assert r.ratings["teacher"] == {"name": "efficientnet_b0", "weights_sha256": "0123456789abcdef"}
+    assert r.ratings["file"] == "ratings.json"
 
 
 def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
@@ -243,7 +285,7 @@ def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
     assert Path(data["snapshot"]).is_relative_to(fresh_cache)
     sess = ort.InferenceSession(art["path"], providers=["CPUExecutionProvider"])
     x = hub["x"][:1]
-    (y,) = sess.run(None, {"input": x.numpy()})
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     ref = reference_output("dna_net", hub["net_w"], x, num_classes=10)
     torch.testing.assert_close(torch.from_numpy(y), ref, rtol=1e-4, atol=1e-4)
 
@@ -288,10 +330,15 @@ def test_pull_engine_here_says_why_not(hub, fresh_cache):
     assert r.exit_code == 1 and "'tensorrt' is needed" in r.output
 
 
-def test_engine_with_a_mismatching_manifest_is_refused():
-    from dna_zoo.hub.artifacts import EngineMismatchError, TrtTarget, check_engine
+def test_engine_with_a_mismatching_manifest_is_refused(tmp_path):
+    from dna_zoo.hub.artifacts import EngineMismatchError, TrtTarget, check_engine, read_manifest
 
-    manifest = {"trt": {"version": "10.3.0", "gpu": ENGINE_GPU, "compute_capability": [8, 7]}}
+    path = engine_artifact(tmp_path, version="10.3.0", gpu=ENGINE_GPU, cc="8.7")
+    raw = json.loads(path.with_name(path.name + ".manifest.json").read_text())
+    raw["trt"]["compute_capability"] = [8, 7]  # the shape an older writer used
+    mpath = path.with_name(path.name + ".manifest.json")
+    mpath.write_text(json.dumps(raw))
+    manifest = read_manifest(mpath)
     check_engine(manifest, TrtTarget("10.3.0", ENGINE_GPU, "8.7"))
     with pytest.raises(EngineMismatchError, match=r"compute capability 8\.7 != 9\.0"):
         check_engine(manifest, TrtTarget("10.3.0", ENGINE_GPU, "9.0"))
