@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.space import Candidate, SearchSpace
-from dna_zoo.search.supernet.data import DataSource, ShardSampler
+from dna_zoo.search.supernet.data import DataSource, ShardSampler, first_batches
 from dna_zoo.search.supernet.model import SAMPLING, Cell, PathSampler
 
 log = logging.getLogger(__name__)
@@ -337,9 +337,8 @@ def rate_paths(
     its BatchNorm statistics are re-estimated on the same ``bn_batches`` training batches,
     and it is evaluated on all of ``held_out``.
     """
-    from dna_zoo.search.supernet.rate import _first_batches
 
-    calib = _first_batches(calib_source, config.bn_batches, config.batch_size, config.seed)
+    calib = first_batches(calib_source, config.bn_batches, config.batch_size, config.seed)
     out = []
     for path in reporter_or_null(progress).track(list(paths), f"SPOS rating {len(paths)} networks"):
         t0 = time.perf_counter()
