@@ -93,7 +93,7 @@ def evaluate(
     return Accuracy(model_name, runner.name, source, n, correct1 / n, top5, cfg)
 
 
-def validate(
+def validate_accuracy(
     model: str,
     *,
     data: str | Path = "builtin",

@@ -167,9 +167,9 @@ def validate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Top-1 / top-5 on an image folder with the model's own preprocessing (timm data pipeline)."""
-    from dna_zoo.export.validate import validate as run_validate
+    from dna_zoo.export.validate import validate_accuracy
 
-    acc = run_validate(
+    acc = validate_accuracy(
         model, data=data, weights=weights, fmt=fmt, batch_size=batch_size, threads=threads,
         progress=reporter(quiet or json_out),
     )  # fmt: skip

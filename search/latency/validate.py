@@ -102,7 +102,7 @@ class ValidationReport:
         }
 
 
-def validate(
+def validate_table(
     table: LatencyTable,
     space: SearchSpace,
     *,

@@ -24,7 +24,7 @@ from dna_zoo.search.latency.items import items_for, random_network
 from dna_zoo.search.latency.measurement import anchor_entries, measure_item
 from dna_zoo.search.latency.runtimes import RuntimeOptions, TorchEager
 from dna_zoo.search.latency.table import Entry, LatencyTable
-from dna_zoo.search.latency.validate import save_report, validate
+from dna_zoo.search.latency.validate import save_report, validate_table
 from dna_zoo.timing import TimingConfig
 
 QUICK = TimingConfig.quick()
@@ -165,7 +165,7 @@ def test_anchor_entries_share_one_time_base():
 
 def test_validate_writes_json_and_png(built, tmp_path):
     _, _spec, table = built
-    report = validate(table, tiny_space(), samples=4, timing=CAL)
+    report = validate_table(table, tiny_space(), samples=4, timing=CAL)
     m = report.metrics
     assert m["n"] == 4 and 0 <= m["within_10pct"] <= 1 and -1 <= m["spearman_rho"] <= 1
     assert report.repeatability["mean_abs_pct_diff_between_passes"] >= 0
