@@ -156,7 +156,7 @@ def stage_teacher(cfg: PipelineConfig, progress: Reporter | None) -> tuple[str, 
         in_chans=cfg.in_chans, seed=cfg.seed, limit=cfg.teacher_limit, progress=progress,
     )  # fmt: skip
     info = {
-        "model": cfg.teacher, "weights": str(res.path), "top1": 100 * res.accuracy, "cached": res.cached,
+        "model": cfg.teacher, "weights": str(res.path), "top1": res.top1, "cached": res.cached,
         "seconds": round(res.seconds, 1), "trained_here": True,
     }  # fmt: skip
     return str(res.path), info

@@ -176,7 +176,8 @@ def validate(
     if json_out:
         print_json(acc.to_dict())
         return
+    top5 = "-" if acc.top5 is None else f"{acc.top5:.1f}%"
     console.print(
-        f"{acc.model} [{acc.runner}] on {acc.data}: top-1 {_pct(acc.top1)}, top-5 {_pct(acc.top5)} "
+        f"{acc.model} [{acc.runner}] on {acc.data}: top-1 {acc.top1:.1f}%, top-5 {top5} "
         f"({acc.n_images} images)"
     )

@@ -118,6 +118,9 @@ def prepare_data(
 
 
 def _reset_bn(layer: nn.Module) -> None:
+    """Fresh BN statistics, averaged over the batches that follow. Not ``update_bn``: the
+    prefix tree needs each layer's train-mode outputs on the BN batches to feed the next
+    layer, and the naive reference must run the very same operations."""
     for m in layer.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
