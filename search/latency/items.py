@@ -16,7 +16,7 @@ from dna_zoo.arch import (
     Op,
     conv_out_size,
     head_key,
-    iter_layers,
+    iter_parts,
     layer_key,
     stem_key,
 )
@@ -60,13 +60,15 @@ def layer_item(inst: LayerInstance) -> Item:
 
 def network_items(enc: ArchEncoding, spec: TableSpec) -> list[Item]:
     """Every entry a network needs, stem first, head last (same keys as :func:`dna_zoo.arch.network_keys`)."""
-    items = [stem_item(enc.stem_size, spec)]
-    last = None
-    for inst in iter_layers(enc, spec.input_size):
-        items.append(layer_item(inst))
-        last = inst
-    assert last is not None  # ArchEncoding forbids empty networks
-    items.append(head_item(last.layer.out_chs, last.out_res, enc.num_features, spec))
+    items = []
+    for part in iter_parts(enc, spec.input_size, in_chans=spec.in_chans):
+        if part.kind == "stem":
+            items.append(stem_item(part.out_chs, spec))
+        elif part.kind == "head":
+            items.append(head_item(part.in_chs, part.in_res, part.out_chs, spec))
+        else:
+            assert part.inst is not None
+            items.append(layer_item(part.inst))
     return items
 
 
