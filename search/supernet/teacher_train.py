@@ -80,9 +80,13 @@ def evaluate(model: nn.Module, source, *, batch_size: int = 256, channels_last: 
     return acc.percent()[0]
 
 
-def _cached_top1(meta: dict[str, str]) -> float:
-    """Top-1 (%) from a teacher file's metadata; files written before percent was the one unit
-    carry ``accuracy`` as a fraction."""
+def teacher_file_top1(path: str | Path) -> float:
+    """Top-1 (%) recorded in a teacher file written by :func:`train_teacher` (NaN if none);
+    files written before percent was the one unit carry ``accuracy`` as a fraction."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
     if "top1" in meta:
         return float(meta["top1"])
     return 100 * float(meta["accuracy"]) if "accuracy" in meta else float("nan")
@@ -128,12 +132,8 @@ def train_teacher(
     if path.exists() and not force:
         if out is not None:
             raise OutputExistsError(path)
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
         log.info("reusing cached teacher %s", path)
-        return TeacherResult(path, model, _cached_top1(meta), epochs, 0.0, True)
+        return TeacherResult(path, model, teacher_file_top1(path), epochs, 0.0, True)
     train = open_dataset("builtin", split="train", input_size=input_size, in_chans=in_chans, limit=limit)
     test = open_dataset("builtin", split="val", input_size=input_size, in_chans=in_chans, limit=eval_limit)
     torch.manual_seed(seed)
