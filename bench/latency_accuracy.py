@@ -31,7 +31,7 @@ from pathlib import Path
 from dna_zoo.search.latency.build import build_table, resolve_spec
 from dna_zoo.search.latency.cache import complete_path
 from dna_zoo.search.latency.table import LatencyTable
-from dna_zoo.search.latency.validate import save_report, validate
+from dna_zoo.search.latency.validate import save_report, validate_table
 from dna_zoo.search.space import get_space
 
 
@@ -76,7 +76,7 @@ def main() -> None:
         print(f"  table loaded; its recorded build time: {recorded} s")
 
     t1 = time.perf_counter()
-    report = validate(table, space, samples=args.samples, seed=args.seed)
+    report = validate_table(table, space, samples=args.samples, seed=args.seed)
     val_s = time.perf_counter() - t1
     js, png = save_report(report, args.out, force=True)
     m, r = report.metrics, report.repeatability

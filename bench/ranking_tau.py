@@ -242,9 +242,7 @@ class Clock:
 
 
 def stage_teacher(work: Work, s: Settings) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    from dna_zoo.search.supernet.teacher_train import train_teacher
+    from dna_zoo.search.supernet.teacher_train import teacher_file_top1, train_teacher
 
     arch_file = work.path / "teacher_arch.json"
     weights = work.path / "teacher.safetensors"
@@ -261,13 +259,11 @@ def stage_teacher(work: Work, s: Settings) -> dict[str, Any]:
             seed=s.seed,
         )
         work.add_time("teacher", *t0.spent())
-    with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
     return {
         "arch": str(arch_file),
         "weights": str(weights),
         "arch_def": teacher_encoding().to_arch_def(),
-        "test_top1": 100 * float(meta.get("accuracy", "nan")),
+        "test_top1": teacher_file_top1(weights),
         "epochs": s.teacher_epochs,
         "train_images": s.teacher_images,
         "trained_by": "dna_zoo.search.supernet.teacher_train.train_teacher (cached in the work dir)",

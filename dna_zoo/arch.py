@@ -311,6 +311,33 @@ def iter_layers(enc: ArchEncoding, input_size: int = 224) -> Iterator[LayerInsta
             chs, res = layer.out_chs, inst.out_res
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of a network in order: the stem, a placed layer, or the head.
+
+    ``in_chs``/``in_res`` are what the part sees; ``out_chs`` is the stem width, the layer's
+    output channels, or the head's ``num_features``; ``inst`` is set for layers only.
+    """
+
+    kind: str  # "stem" | "layer" | "head"
+    in_chs: int
+    in_res: int
+    out_chs: int
+    inst: LayerInstance | None = None
+
+
+def iter_parts(enc: ArchEncoding, input_size: int = 224, *, in_chans: int = 3) -> Iterator[Part]:
+    """The one walk over a network: stem, every layer (as :func:`iter_layers`), head."""
+    yield Part("stem", in_chans, input_size, enc.stem_size)
+    last: LayerInstance | None = None
+    for inst in iter_layers(enc, input_size):
+        yield Part("layer", inst.in_chs, inst.in_res, inst.layer.out_chs, inst)
+        last = inst
+    if last is None:  # ArchEncoding forbids empty networks
+        raise ArchitectureError("network has no layers")
+    yield Part("head", last.layer.out_chs, last.out_res, enc.num_features)
+
+
 def layer_key(layer: Layer, in_chs: int, in_res: int, act: str = "swish") -> str:
     """The canonical key of a layer configuration, e.g.
     ``ir_k5_e6_se0.25_swish_i24_o40_r56_s2``. Latency tables are keyed by it."""
@@ -332,12 +359,14 @@ def network_keys(
     enc: ArchEncoding, *, input_size: int = 224, in_chans: int = 3, num_classes: int = 1000
 ) -> list[str]:
     """All keys of a network, stem first and head last."""
-    keys = [stem_key(in_chans, enc.stem_size, input_size)]
-    last = None
-    for inst in iter_layers(enc, input_size):
-        keys.append(layer_key(inst.layer, inst.in_chs, inst.in_res))
-        last = inst
-    if last is None:  # ArchEncoding forbids empty networks
-        raise ArchitectureError("network has no layers")
-    keys.append(head_key(last.layer.out_chs, enc.num_features, last.out_res, num_classes))
-    return keys
+    return [part_key(p, num_classes=num_classes) for p in iter_parts(enc, input_size, in_chans=in_chans)]
+
+
+def part_key(part: Part, *, num_classes: int = 1000) -> str:
+    """The latency-table key of one :class:`Part`."""
+    if part.kind == "stem":
+        return stem_key(part.in_chs, part.out_chs, part.in_res)
+    if part.kind == "head":
+        return head_key(part.in_chs, part.out_chs, part.in_res, num_classes)
+    assert part.inst is not None
+    return layer_key(part.inst.layer, part.in_chs, part.in_res)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dna_zoo.arch import ArchEncoding, LayerInstance, iter_layers
+from dna_zoo.arch import ArchEncoding, LayerInstance, Part, iter_parts
 
 MAC_CONVENTIONS = ("conv_linear", "all")
 
@@ -107,14 +107,18 @@ def encoding_cost(
     enc: ArchEncoding, *, input_size: int = 224, in_chans: int = 3, num_classes: int = 1000
 ) -> Cost:
     """Analytic params and MACs of a whole network."""
-    total = stem_cost(in_chans, enc.stem_size, input_size)
-    last: LayerInstance | None = None
-    for inst in iter_layers(enc, input_size):
-        total = total + layer_cost(inst)
-        last = inst
-    if last is None:  # ArchEncoding forbids this; keeps type checkers honest
-        return total
-    return total + head_cost(last.layer.out_chs, enc.num_features, last.out_res, num_classes)
+    parts = iter_parts(enc, input_size, in_chans=in_chans)
+    return sum((part_cost(p, num_classes=num_classes) for p in parts), Cost())
+
+
+def part_cost(part: Part, *, num_classes: int = 1000) -> Cost:
+    """Analytic params and MACs of one :class:`~dna_zoo.arch.Part` of a network."""
+    if part.kind == "stem":
+        return stem_cost(part.in_chs, part.out_chs, part.in_res)
+    if part.kind == "head":
+        return head_cost(part.in_chs, part.out_chs, part.in_res, num_classes)
+    assert part.inst is not None
+    return layer_cost(part.inst)
 
 
 def count_params(model) -> int:

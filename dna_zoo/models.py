@@ -80,7 +80,7 @@ default_cfgs = generate_default_cfgs(
 )
 
 
-def _model_kwargs(enc: ArchEncoding, kwargs: dict[str, Any]) -> dict[str, Any]:
+def model_kwargs(enc: ArchEncoding, kwargs: dict[str, Any]) -> dict[str, Any]:
     common = published_models()["common"]
     return dict(
         block_args=decode_arch_def(enc.to_arch_def()),
@@ -124,7 +124,7 @@ def create_dna_model(
         pretrained_strict=features_mode != "cls",
         pretrained_filter_fn=checkpoint_filter_fn,
         kwargs_filter=kwargs_filter,
-        **_model_kwargs(enc, kwargs),
+        **model_kwargs(enc, kwargs),
     )
     if features_mode == "cls":
         model.pretrained_cfg = model.default_cfg = pretrained_cfg_for_features(model.pretrained_cfg)

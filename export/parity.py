@@ -6,12 +6,11 @@ precisions are judged on top-1 agreement, their max abs diff is recorded).
 
 Timing: this CPU's speed drifts by up to 25% within seconds, so contenders are always
 interleaved in one process (round-robin, the order rotated every round), warm-up runs
-excluded, and medians / p90 reported.
+excluded, and medians / p90 reported (the loop: :mod:`dna_zoo.timing`, shared with latency tables).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from dna_zoo.export.inputs import ImageSet
 from dna_zoo.export.runners import Runner
+from dna_zoo.timing import TimingConfig, sample_rounds
 
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 5e-2
@@ -76,18 +76,9 @@ def time_interleaved(
 ) -> dict[str, dict[str, float]]:
     """Latency of each runner on ``x``, interleaved: median / p90 / mean in ms, throughput."""
     names = list(runners)
-    for name in names:
-        for _ in range(warmup):
-            runners[name](x)
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            fn = runners[name]
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                fn(x)
-                samples[name].append(time.perf_counter() - t0)
+    cfg = TimingConfig.fixed(rounds=rounds, runs=runs, warmup=warmup)
+    timed = sample_rounds([lambda fn=runners[n]: fn(x) for n in names], cfg)
+    samples = {n: [t for r in timed for t in r[i]] for i, n in enumerate(names)}
     out = {}
     for name, s in samples.items():
         a = np.asarray(s) * 1000

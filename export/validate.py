@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.errors import DataError
 from dna_zoo.export.inputs import eval_transform
 from dna_zoo.export.runners import Runner, load_runner, torch_runner
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Accuracy:
+    """Top-1 / top-5 in percent (top-5 None with fewer than 5 classes)."""
+
     model: str
     runner: str
     data: str
@@ -76,24 +79,20 @@ def evaluate(
     items, source = _dataset(data)
     tf = eval_transform(cfg)
     mode = "L" if cfg["input_size"][0] == 1 else "RGB"
-    correct1 = correct5 = 0
-    n_classes = None
+    acc = TopKAccuracy((1, 5))
     starts = range(0, len(items), batch_size)
     for i in reporter_or_null(progress).track(starts, "validating", total=len(starts)):
         chunk = items[i : i + batch_size]
         x = np.stack([tf(open_image(p, mode)).numpy() for p, _ in chunk]).astype(np.float32)
         labels = np.asarray([lbl for _, lbl in chunk])
-        logits = runner(x)
-        n_classes = logits.shape[1]
-        order = np.argsort(-logits, axis=1)
-        correct1 += int(np.sum(order[:, 0] == labels))
-        correct5 += int(np.sum((order[:, :5] == labels[:, None]).any(1)))
-    n = len(items)
-    top5 = correct5 / n if n_classes and n_classes >= 5 else None
-    return Accuracy(model_name, runner.name, source, n, correct1 / n, top5, cfg)
+        acc.update(runner(x), labels)
+    top1, top5 = acc.percent()
+    if acc.num_classes is None or acc.num_classes < 5:
+        top5 = None
+    return Accuracy(model_name, runner.name, source, len(items), top1, top5, cfg)
 
 
-def validate(
+def validate_accuracy(
     model: str,
     *,
     data: str | Path = "builtin",

@@ -156,7 +156,7 @@ def stage_teacher(cfg: PipelineConfig, progress: Reporter | None) -> tuple[str, 
         in_chans=cfg.in_chans, seed=cfg.seed, limit=cfg.teacher_limit, progress=progress,
     )  # fmt: skip
     info = {
-        "model": cfg.teacher, "weights": str(res.path), "top1": 100 * res.accuracy, "cached": res.cached,
+        "model": cfg.teacher, "weights": str(res.path), "top1": res.top1, "cached": res.cached,
         "seconds": round(res.seconds, 1), "trained_here": True,
     }  # fmt: skip
     return str(res.path), info
@@ -259,20 +259,17 @@ def measure_latency(
     machine's speed now relative to when ``table`` was built.
 
     The models and the table's calibration networks run interleaved in the same rounds,
-    normalised round by round (:func:`~dna_zoo.search.latency.build.normalise_rounds`);
+    normalised round by round (:func:`~dna_zoo.timing.normalise_rounds`);
     the calibration networks' median ratio of now vs build time is the speed ratio (this
     CPU's speed swings by tens of percent within a minute, so a prediction is compared
     with a measurement at the table's speed, and both figures are reported)."""
     import shutil
 
-    from dna_zoo.search.latency.build import (
-        calibration_references,
-        make_runtime,
-        measure_networks,
-        speed_ratio,
-    )
-    from dna_zoo.search.latency.runtimes import TimingConfig
+    from dna_zoo.search.latency.build import make_runtime
+    from dna_zoo.search.latency.calibration import calibration_references, speed_ratio
+    from dna_zoo.search.latency.measurement import measure_networks
     from dna_zoo.search.latency.table import TableSpec
+    from dna_zoo.timing import TimingConfig
 
     ts = TableSpec.from_dict(spec)
     refs = calibration_references(table) if table is not None else []

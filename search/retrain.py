@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.errors import ConfigError, WeightsError
 from dna_zoo.io import atomic_write, atomic_write_json
@@ -326,17 +327,15 @@ def evaluate(
     device = device or torch.device("cpu")
     n = len(dataset) if max_batches is None else min(len(dataset), max_batches * batch_size)
     model.eval()
-    correct = total = 0
+    acc = TopKAccuracy()
     for x, y in _batches(dataset, [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]):
         x = x.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        pred = model(x).argmax(dim=1).cpu()
-        correct += int((pred == y).sum())
-        total += int(y.numel())
-    if total == 0:
+        acc.update(model(x).cpu(), y)
+    if acc.total == 0:
         raise ConfigError("the evaluation set is empty")
-    return 100.0 * correct / total
+    return acc.percent()[0]
 
 
 def retrain(

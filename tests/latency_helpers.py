@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dna_zoo.arch import Op
-from dna_zoo.search.latency.build import items_for, resolve_spec
+from dna_zoo.search.latency.build import resolve_spec
+from dna_zoo.search.latency.items import items_for
 from dna_zoo.search.latency.table import Calibration, Entry, LatencyTable, TableSpec
 from dna_zoo.search.space import BlockSpec, SearchSpace
 

@@ -167,16 +167,17 @@ def validate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Top-1 / top-5 on an image folder with the model's own preprocessing (timm data pipeline)."""
-    from dna_zoo.export.validate import validate as run_validate
+    from dna_zoo.export.validate import validate_accuracy
 
-    acc = run_validate(
+    acc = validate_accuracy(
         model, data=data, weights=weights, fmt=fmt, batch_size=batch_size, threads=threads,
         progress=reporter(quiet or json_out),
     )  # fmt: skip
     if json_out:
         print_json(acc.to_dict())
         return
+    top5 = "-" if acc.top5 is None else f"{acc.top5:.1f}%"
     console.print(
-        f"{acc.model} [{acc.runner}] on {acc.data}: top-1 {_pct(acc.top1)}, top-5 {_pct(acc.top5)} "
+        f"{acc.model} [{acc.runner}] on {acc.data}: top-1 {acc.top1:.1f}%, top-5 {top5} "
         f"({acc.n_images} images)"
     )

@@ -214,8 +214,7 @@ def validate(
 ) -> None:
     """Predicted vs measured latency of random networks of the space: errors, Spearman rho, plot."""
     from dna_zoo.search.latency.cost import find_table
-    from dna_zoo.search.latency.validate import save_report
-    from dna_zoo.search.latency.validate import validate as run_validation
+    from dna_zoo.search.latency.validate import save_report, validate_table
     from dna_zoo.search.space import get_space
 
     sp = get_space(space)
@@ -234,7 +233,7 @@ def validate(
             from dna_zoo.errors import OutputExistsError
 
             raise OutputExistsError(p)
-    report = run_validation(
+    report = validate_table(
         table, sp, samples=samples, seed=seed, estimator=estimator, progress=reporter(quiet or json_out)
     )
     js, png = save_report(report, out, force=force)

@@ -254,7 +254,7 @@ def teacher(
     figures = {
         "weights": str(res.path),
         "model": res.model,
-        "top1": round(res.accuracy, 4),
+        "top1": round(res.top1, 2),
         "epochs": res.epochs,
         "seconds": round(res.seconds, 1),
         "cached": res.cached,

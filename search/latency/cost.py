@@ -12,9 +12,10 @@ import logging
 from pathlib import Path
 
 from dna_zoo.arch import LayerInstance, head_key, layer_key, stem_key
-from dna_zoo.search.latency.build import items_for, resolve_spec
+from dna_zoo.search.latency.build import resolve_spec
 from dna_zoo.search.latency.cache import complete_path
 from dna_zoo.search.latency.devices import get_device, identify
+from dna_zoo.search.latency.items import items_for
 from dna_zoo.search.latency.table import LatencyTable, TableSpec
 from dna_zoo.search.space import SearchSpace
 from dna_zoo.search.strategy.cost import CostModel

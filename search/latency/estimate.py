@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from dna_zoo.arch import ArchEncoding
 from dna_zoo.complexity import make_divisible
 from dna_zoo.errors import ConfigError
-from dna_zoo.search.latency.build import Item, items_for, network_items, published_networks
 from dna_zoo.search.latency.devices import DeviceProfile, build_command, get_device, measure_local_specs
+from dna_zoo.search.latency.items import Item, items_for, network_items, published_networks
 from dna_zoo.search.latency.table import (
     ESTIMATED,
     Calibration,

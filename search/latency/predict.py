@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from dna_zoo.arch import ArchEncoding, head_key, iter_layers, layer_key, network_keys, stem_key
+from dna_zoo.arch import ArchEncoding, iter_parts, network_keys, part_key
 from dna_zoo.search.latency.table import LatencyTable
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,10 @@ def predict(table: LatencyTable, enc: ArchEncoding) -> Prediction:
     s = table.spec
     table.require(network_keys(enc, input_size=s.input_size, in_chans=s.in_chans, num_classes=s.num_classes))
     cal = table.calibration
-    stages: dict[str, float] = {"stem": table.ms(stem_key(s.in_chans, enc.stem_size, s.input_size))}
-    last = None
-    for inst in iter_layers(enc, s.input_size):
-        name = f"stage {inst.stage}"
-        stages[name] = stages.get(name, 0.0) + table.ms(layer_key(inst.layer, inst.in_chs, inst.in_res))
-        last = inst
-    assert last is not None  # ArchEncoding forbids empty networks
-    stages["head"] = table.ms(head_key(last.layer.out_chs, enc.num_features, last.out_res, s.num_classes))
+    stages: dict[str, float] = {}
+    for part in iter_parts(enc, s.input_size, in_chans=s.in_chans):
+        name = part.kind if part.inst is None else f"stage {part.inst.stage}"
+        stages[name] = stages.get(name, 0.0) + table.ms(part_key(part, num_classes=s.num_classes))
     summed = sum(stages.values())
     scaled = {k: v * cal.scale for k, v in stages.items()}
     scaled["overhead"] = cal.overhead_ms

@@ -1,4 +1,4 @@
-"""Runtimes that latency tables are measured on, and the one timing loop they share.
+"""Runtimes that latency tables are measured on (timed by the loop in :mod:`dna_zoo.timing`).
 
 A runtime turns a torch module plus example inputs into a ``run()`` callable that executes
 the module once, synchronously, the way that runtime really runs it:
@@ -17,8 +17,6 @@ the module once, synchronously, the way that runtime really runs it:
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -446,70 +444,3 @@ def _allowed_cpus() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return list(range(os.cpu_count() or 1))
-
-
-# --- timing ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TimingConfig:
-    """How long and how often to time. Rounds interleave every contender (this CPU drifts by
-    up to 25% within seconds, so contenders timed apart are not comparable); the result of a
-    round is the median of its runs, and the figure is the median over rounds."""
-
-    warmup: int = 10
-    runs_per_round: int = 7
-    min_rounds: int = 7
-    max_rounds: int = 40
-    #: stop adding rounds once the median's standard error is below this share of it
-    rel_tol: float = 0.02
-    max_seconds: float = 20.0
-
-    @classmethod
-    def quick(cls) -> TimingConfig:
-        """For tests and tiny tables: a few runs only (figures still real, just noisier)."""
-        return cls(warmup=2, runs_per_round=3, min_rounds=3, max_rounds=3, rel_tol=1.0, max_seconds=5.0)
-
-
-def time_rounds(
-    runners: Sequence[Runner], cfg: TimingConfig, *, until: Callable[[list[list[float]]], bool] | None = None
-) -> list[list[float]]:
-    """Per-round median seconds of each runner, interleaving runners run by run.
-
-    ``until(rounds)`` may stop early once ``cfg.min_rounds`` are done (e.g. when a derived
-    figure is stable); ``rounds[r][i]`` is runner ``i``'s median in round ``r``.
-    """
-    for _ in range(cfg.warmup):
-        for run in runners:
-            run()
-    rounds: list[list[float]] = []
-    t_start = time.perf_counter()
-    clock = time.perf_counter
-    while True:
-        samples: list[list[float]] = [[] for _ in runners]
-        for _ in range(cfg.runs_per_round):
-            for i, run in enumerate(runners):
-                t = clock()
-                run()
-                samples[i].append(clock() - t)
-        rounds.append([statistics.median(s) for s in samples])
-        n = len(rounds)
-        if n >= cfg.max_rounds or (n >= cfg.min_rounds and time.perf_counter() - t_start > cfg.max_seconds):
-            return rounds
-        if n >= cfg.min_rounds and (until is None or until(rounds)):
-            return rounds
-
-
-def median_and_iqr(values: Sequence[float]) -> tuple[float, float]:
-    vals = sorted(values)
-    if len(vals) < 4:
-        return statistics.median(vals), (vals[-1] - vals[0]) if vals else 0.0
-    q = statistics.quantiles(vals, n=4)
-    return statistics.median(vals), q[2] - q[0]
-
-
-def stable(values: Sequence[float], rel_tol: float) -> bool:
-    """True when the median of ``values`` is known to within ``rel_tol`` (IQR-based standard error)."""
-    med, iqr = median_and_iqr(values)
-    if len(values) < 3:
-        return False
-    se = 1.2533 * (iqr / 1.349) / len(values) ** 0.5  # standard error of a median
-    return se <= rel_tol * max(abs(med), 1e-9)

@@ -24,18 +24,14 @@ from typing import Any
 
 from dna_zoo.errors import ConfigError, OutputExistsError
 from dna_zoo.progress import Reporter
-from dna_zoo.search.latency.build import (
-    calibration_references,
-    make_runtime,
-    measure_networks,
-    network_items,
-    random_network,
-    speed_ratio,
-)
+from dna_zoo.search.latency.build import make_runtime
+from dna_zoo.search.latency.calibration import calibration_references, speed_ratio
+from dna_zoo.search.latency.items import network_items, random_network
+from dna_zoo.search.latency.measurement import measure_networks
 from dna_zoo.search.latency.predict import predict
-from dna_zoo.search.latency.runtimes import TimingConfig
 from dna_zoo.search.latency.table import LatencyTable
 from dna_zoo.search.space import SearchSpace
+from dna_zoo.timing import TimingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +102,7 @@ class ValidationReport:
         }
 
 
-def validate(
+def validate_table(
     table: LatencyTable,
     space: SearchSpace,
     *,

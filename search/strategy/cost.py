@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from dna_zoo.arch import ArchEncoding, LayerInstance, iter_layers
+from dna_zoo.arch import ArchEncoding, LayerInstance, iter_parts
 from dna_zoo.complexity import Cost, head_cost, layer_cost, stem_cost
 from dna_zoo.search.space import Candidate, SearchSpace
 
@@ -52,13 +52,15 @@ class CostModel(ABC):
 
     def network_cost(self, enc: ArchEncoding) -> float:
         """Cost of any network (not only those of the space)."""
-        total = self.stem_cost()
-        last = None
-        for inst in iter_layers(enc, self.input_size):
-            total += self.layer_cost(inst)
-            last = inst
-        if last is not None:
-            total += self.head_cost(last.layer.out_chs, last.out_res)
+        total = 0.0
+        for part in iter_parts(enc, self.input_size):
+            if part.kind == "stem":
+                total += self.stem_cost()
+            elif part.kind == "head":
+                total += self.head_cost(part.in_chs, part.in_res)
+            else:
+                assert part.inst is not None
+                total += self.layer_cost(part.inst)
         return total
 
 

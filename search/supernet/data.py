@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
+import logging
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -36,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from dna_zoo.errors import DataError
+from dna_zoo.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 BUILTIN_NAMES = ("builtin", "fashion-mnist")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -364,3 +368,19 @@ class ShardSampler(Sampler[list[int]]):
         for b in range(self.start, n):
             batch = order[b * self.global_batch : (b + 1) * self.global_batch]
             yield batch[self.shard :: self.shards].tolist()
+
+
+def first_batches(source: DataSource, n: int, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """The first ``n`` batches of ``source`` in :class:`ShardSampler` order for ``seed`` (images only)."""
+    if len(source) < batch_size:
+        raise ConfigError(
+            f"{len(source)} images are fewer than one rating batch of {batch_size}",
+            hint="use a smaller --batch-size",
+        )
+    sampler = ShardSampler(len(source), batch_size, seed=seed)
+    out = []
+    for idx in itertools.islice(iter(sampler), n):
+        out.append(source.batch(idx)[0])
+    if len(out) < n:
+        log.warning("only %d batches of %d images available (asked for %d)", len(out), batch_size, n)
+    return out

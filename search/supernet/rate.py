@@ -43,7 +43,7 @@ from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.space import SearchSpace
 from dna_zoo.search.supernet import distributed
-from dna_zoo.search.supernet.data import DataSource, ShardSampler, open_dataset
+from dna_zoo.search.supernet.data import DataSource, first_batches, open_dataset
 from dna_zoo.search.supernet.model import Cell, Supernet
 from dna_zoo.search.supernet.run import RunDir
 from dna_zoo.search.supernet.teacher import Teacher
@@ -96,21 +96,6 @@ class RatingData:
         return float(t.var())
 
 
-def _first_batches(source: DataSource, n: int, batch_size: int, seed: int) -> list[torch.Tensor]:
-    if len(source) < batch_size:
-        raise ConfigError(
-            f"{len(source)} images are fewer than one rating batch of {batch_size}",
-            hint="use a smaller --batch-size",
-        )
-    sampler = ShardSampler(len(source), batch_size, seed=seed)
-    out = []
-    for idx in itertools.islice(iter(sampler), n):
-        out.append(source.batch(idx)[0])
-    if len(out) < n:
-        log.warning("only %d batches of %d images available (asked for %d)", len(out), batch_size, n)
-    return out
-
-
 @torch.no_grad()
 def prepare_data(
     teacher: Teacher,
@@ -127,12 +112,15 @@ def prepare_data(
     def feats(xs: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         return [teacher.features(x.to(device).contiguous(memory_format=fmt)) for x in xs]
 
-    calib = feats(_first_batches(calib_source, config.bn_batches, config.batch_size, config.seed))
-    held = feats(_first_batches(held_out_source, config.eval_batches, config.batch_size, config.seed + 1))
+    calib = feats(first_batches(calib_source, config.bn_batches, config.batch_size, config.seed))
+    held = feats(first_batches(held_out_source, config.eval_batches, config.batch_size, config.seed + 1))
     return RatingData(calib, held)
 
 
 def _reset_bn(layer: nn.Module) -> None:
+    """Fresh BN statistics, averaged over the batches that follow. Not ``update_bn``: the
+    prefix tree needs each layer's train-mode outputs on the BN batches to feed the next
+    layer, and the naive reference must run the very same operations."""
     for m in layer.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()

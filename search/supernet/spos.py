@@ -31,11 +31,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import update_bn
 
+from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.space import Candidate, SearchSpace
-from dna_zoo.search.supernet.data import DataSource, ShardSampler
+from dna_zoo.search.supernet.data import DataSource, ShardSampler, first_batches
 from dna_zoo.search.supernet.model import SAMPLING, Cell, PathSampler
 
 log = logging.getLogger(__name__)
@@ -275,16 +277,11 @@ def train_spos(
 
 @torch.no_grad()
 def recalibrate_bn(net: nn.Module, batches: Sequence[torch.Tensor], *, channels_last: bool = True) -> None:
-    """Re-estimate every BatchNorm's statistics as the plain average over ``batches``."""
+    """Re-estimate every BatchNorm's statistics as the plain average over ``batches``
+    (``torch.optim.swa_utils.update_bn``); ``net`` is left in eval mode."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     device = next(net.parameters()).device
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-    net.train()
-    for x in batches:
-        net(x.to(device).contiguous(memory_format=fmt))
+    update_bn((x.to(device).contiguous(memory_format=fmt) for x in batches), net)
     net.eval()
 
 
@@ -296,16 +293,16 @@ def evaluate_loss_acc(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     device = next(net.parameters()).device
     net.eval()
-    correct, loss_sum = 0, 0.0
+    acc, loss_sum = TopKAccuracy(), 0.0
     for start in range(0, len(source), batch_size):
         x, y = source.batch(range(start, min(len(source), start + batch_size)))
         logits = net(x.to(device).contiguous(memory_format=fmt)).float()
         y = y.to(device)
-        correct += int((logits.argmax(1) == y).sum())
+        acc.update(logits, y)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
     if len(source) == 0:
         raise ConfigError("the held-out set is empty")
-    return 100.0 * correct / len(source), loss_sum / len(source)
+    return acc.percent()[0], loss_sum / len(source)
 
 
 @dataclass(frozen=True)
@@ -337,9 +334,8 @@ def rate_paths(
     its BatchNorm statistics are re-estimated on the same ``bn_batches`` training batches,
     and it is evaluated on all of ``held_out``.
     """
-    from dna_zoo.search.supernet.rate import _first_batches
 
-    calib = _first_batches(calib_source, config.bn_batches, config.batch_size, config.seed)
+    calib = first_batches(calib_source, config.bn_batches, config.batch_size, config.seed)
     out = []
     for path in reporter_or_null(progress).track(list(paths), f"SPOS rating {len(paths)} networks"):
         t0 = time.perf_counter()

@@ -7,8 +7,8 @@ scratch, timm EfficientNets barely move in the first epoch with the default init
 last BatchNorm of every residual block and the classifier are zero-initialised, which
 fixes that.
 
-:func:`train_teacher` writes a safetensors file (metadata: model, accuracy, epochs, data
-identity) and returns a :class:`TeacherResult`; without ``out`` the file goes to the
+:func:`train_teacher` writes a safetensors file (metadata: model, top-1 in percent, epochs,
+data identity) and returns a :class:`TeacherResult`; without ``out`` the file goes to the
 cache (``$DNA_ZOO_CACHE/teachers``, default ``~/.cache/dna-zoo/teachers``) under a name
 made of its settings, and an existing file there is reused, not retrained.
 """
@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.errors import ConfigError, OutputExistsError
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.supernet.data import ShardSampler, is_builtin, open_dataset
@@ -42,7 +43,7 @@ def cache_dir() -> Path:
 class TeacherResult:
     path: Path
     model: str
-    accuracy: float
+    top1: float  # percent on the Fashion-MNIST test split
     epochs: int
     seconds: float
     cached: bool
@@ -69,14 +70,26 @@ def default_teacher_path(model: str, *, input_size: int, epochs: int, seed: int,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, source, *, batch_size: int = 256, channels_last: bool = True) -> float:
-    """Top-1 accuracy of ``model`` on a :class:`~dna_zoo.search.supernet.data.DataSource`."""
+    """Top-1 accuracy (%) of ``model`` on a :class:`~dna_zoo.search.supernet.data.DataSource`."""
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    correct = 0
+    acc = TopKAccuracy()
     for start in range(0, len(source), batch_size):
         x, y = source.batch(range(start, min(len(source), start + batch_size)))
-        correct += int((model(x.contiguous(memory_format=fmt)).argmax(1) == y).sum())
-    return correct / len(source)
+        acc.update(model(x.contiguous(memory_format=fmt)), y)
+    return acc.percent()[0]
+
+
+def teacher_file_top1(path: str | Path) -> float:
+    """Top-1 (%) recorded in a teacher file written by :func:`train_teacher` (NaN if none);
+    files written before percent was the one unit carry ``accuracy`` as a fraction."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if "top1" in meta:
+        return float(meta["top1"])
+    return 100 * float(meta["accuracy"]) if "accuracy" in meta else float("nan")
 
 
 def train_teacher(
@@ -119,12 +132,8 @@ def train_teacher(
     if path.exists() and not force:
         if out is not None:
             raise OutputExistsError(path)
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
         log.info("reusing cached teacher %s", path)
-        return TeacherResult(path, model, float(meta.get("accuracy", "nan")), epochs, 0.0, True)
+        return TeacherResult(path, model, teacher_file_top1(path), epochs, 0.0, True)
     train = open_dataset("builtin", split="train", input_size=input_size, in_chans=in_chans, limit=limit)
     test = open_dataset("builtin", split="val", input_size=input_size, in_chans=in_chans, limit=eval_limit)
     torch.manual_seed(seed)
@@ -176,7 +185,7 @@ def train_teacher(
         path,
         metadata={
             "model": model,
-            "accuracy": f"{acc:.4f}",
+            "top1": f"{acc:.2f}",
             "epochs": epochs,
             "input_size": input_size,
             "in_chans": in_chans,
@@ -187,7 +196,5 @@ def train_teacher(
             "seconds": f"{seconds:.1f}",
         },
     )
-    log.info(
-        "teacher %s: %.2f%% top-1 on %d test images, %.0f s -> %s", model, 100 * acc, len(test), seconds, path
-    )
+    log.info("teacher %s: %.2f%% top-1 on %d test images, %.0f s -> %s", model, acc, len(test), seconds, path)
     return TeacherResult(path, model, acc, epochs, seconds, False)

@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from dna_zoo.arch import Layer, Op
 from dna_zoo.errors import MissingDependencyError, UnknownNameError
-from dna_zoo.search.latency.build import Item, resolve_spec
+from dna_zoo.search.latency.build import resolve_spec
 from dna_zoo.search.latency.cost import latency_cost_model
 from dna_zoo.search.latency.devices import get_device, identify, known_devices
 from dna_zoo.search.latency.estimate import Roofline, item_ms
+from dna_zoo.search.latency.items import Item
 from dna_zoo.search.latency.runtimes import RuntimeOptions, TensorRT, get_runtime
 from dna_zoo.search.space import paper_space
 
@@ -97,8 +98,9 @@ def test_tensorrt_engine_runs_a_layer(tmp_path):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs an NVIDIA GPU")
-    from dna_zoo.search.latency.build import items_for, measure_item
-    from dna_zoo.search.latency.runtimes import TimingConfig
+    from dna_zoo.search.latency.items import items_for
+    from dna_zoo.search.latency.measurement import measure_item
+    from dna_zoo.timing import TimingConfig
 
     spec = resolve_spec("gpu", "tensorrt", precision="fp16", input_size=32)
     item = items_for(tiny_space(), spec, include_published=False)[3]

@@ -78,3 +78,18 @@ def test_load_encoding_sources(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ArchitectureError):
         load_encoding(tmp_path / "bad.json")
+
+
+def test_iter_parts_walks_stem_layers_head_with_the_shapes_each_part_sees():
+    from dna_zoo.arch import iter_layers, iter_parts, network_keys, part_key
+    from dna_zoo.models import published_encoding
+
+    enc = published_encoding("dna_b")
+    parts = list(iter_parts(enc, 224, in_chans=3))
+    layers = list(iter_layers(enc, 224))
+    assert [p.kind for p in parts] == ["stem"] + ["layer"] * len(layers) + ["head"]
+    assert (parts[0].in_chs, parts[0].in_res, parts[0].out_chs) == (3, 224, enc.stem_size)
+    assert [p.inst for p in parts[1:-1]] == layers
+    head = parts[-1]
+    assert (head.in_chs, head.in_res, head.out_chs) == (layers[-1].layer.out_chs, 7, enc.num_features)
+    assert network_keys(enc) == [part_key(p) for p in parts]

@@ -17,19 +17,15 @@ from typer.testing import CliRunner
 
 from dna_zoo.arch import load_encoding
 from dna_zoo.cli.main import app
-from dna_zoo.search.latency.build import (
-    anchor_entries,
-    build_table,
-    items_for,
-    measure_item,
-    random_network,
-    resolve_spec,
-)
+from dna_zoo.search.latency.build import build_table, resolve_spec
 from dna_zoo.search.latency.cache import complete_path, partial_path
 from dna_zoo.search.latency.cost import latency_cost_model
-from dna_zoo.search.latency.runtimes import RuntimeOptions, TimingConfig, TorchEager
+from dna_zoo.search.latency.items import items_for, random_network
+from dna_zoo.search.latency.measurement import anchor_entries, measure_item
+from dna_zoo.search.latency.runtimes import RuntimeOptions, TorchEager
 from dna_zoo.search.latency.table import Entry, LatencyTable
-from dna_zoo.search.latency.validate import save_report, validate
+from dna_zoo.search.latency.validate import save_report, validate_table
+from dna_zoo.timing import TimingConfig
 
 QUICK = TimingConfig.quick()
 CAL = TimingConfig(warmup=1, runs_per_round=2, min_rounds=3, max_rounds=3, rel_tol=1.0)
@@ -105,7 +101,7 @@ _KILL_SCRIPT = """
 import sys
 from latency_helpers import tiny_space, tiny_spec
 from dna_zoo.search.latency.build import build_table
-from dna_zoo.search.latency.runtimes import TimingConfig
+from dna_zoo.timing import TimingConfig
 slow = TimingConfig(warmup=5, runs_per_round=5, min_rounds=30, max_rounds=30, rel_tol=0.0)
 build_table(tiny_space(), tiny_spec(), include_published=False, timing=slow, cache_dir=sys.argv[1])
 """
@@ -171,7 +167,7 @@ def test_anchor_entries_share_one_time_base():
 
 def test_validate_writes_json_and_png(built, tmp_path):
     _, _spec, table = built
-    report = validate(table, tiny_space(), samples=4, timing=CAL)
+    report = validate_table(table, tiny_space(), samples=4, timing=CAL)
     m = report.metrics
     assert m["n"] == 4 and 0 <= m["within_10pct"] <= 1 and -1 <= m["spearman_rho"] <= 1
     assert report.repeatability["mean_abs_pct_diff_between_passes"] >= 0
@@ -244,7 +240,7 @@ def test_pipeline_measures_against_the_tables_own_speed(built):
 
 
 def test_normalise_rounds_takes_out_a_speed_change_common_to_a_round():
-    from dna_zoo.search.latency.build import normalise_rounds
+    from dna_zoo.timing import normalise_rounds
 
     true = [1.0, 2.0, 3.0]
     speeds = [1.0, 1.3, 0.8, 1.0, 1.1]  # the machine's speed in each round

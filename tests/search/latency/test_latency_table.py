@@ -10,8 +10,8 @@ from latency_helpers import fake_table, tiny_space, tiny_spec
 
 from dna_zoo.arch import network_keys
 from dna_zoo.models import published_encoding
-from dna_zoo.search.latency.build import items_for, random_network, space_items
 from dna_zoo.search.latency.cost import LatencyCost, latency_cost_model
+from dna_zoo.search.latency.items import items_for, random_network, space_items
 from dna_zoo.search.latency.predict import predict, summed_ms
 from dna_zoo.search.latency.table import LatencyTable, LatencyTableError, MissingEntriesError, TableSpec
 from dna_zoo.search.space import paper_space, small_space

@@ -102,9 +102,17 @@ def test_demo_teacher_is_trained_saved_and_cached(tmp_path, monkeypatch):
     kw = {"epochs": 1, "batch_size": 32, "limit": 128, "eval_limit": 64}
     res = train_teacher("mobilenetv2_050", **kw)
     assert not res.cached and res.path.is_file() and res.path.parent == tmp_path / "cache" / "teachers"
-    assert 0.0 <= res.accuracy <= 1.0
+    assert 0.0 <= res.top1 <= 100.0
     again = train_teacher("mobilenetv2_050", **kw)
-    assert again.cached and again.path == res.path and again.accuracy == pytest.approx(res.accuracy, abs=1e-4)
+    assert again.cached and again.path == res.path and again.top1 == pytest.approx(res.top1, abs=1e-2)
+    # a file of the previous version records the accuracy as a fraction: read as percent
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(res.path), "pt") as f:
+        meta = {k: v for k, v in (f.metadata() or {}).items() if k != "top1"}
+    save_file(load_file(str(res.path)), str(res.path), metadata={**meta, "accuracy": f"{res.top1 / 100:.4f}"})
+    assert train_teacher("mobilenetv2_050", **kw).top1 == pytest.approx(res.top1, abs=1e-2)
     # the weights load as a teacher (classifier size read from the file)
     t = load_teacher("mobilenetv2_050", small_space(), weights=res.path)
     assert t.model.get_classifier().out_features == 10
