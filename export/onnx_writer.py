@@ -31,8 +31,8 @@ Exporter = Literal["dynamo", "torchscript"]
 DYNAMO_MIN_OPSET = 18
 #: Why the call sites keep the TorchScript exporter (figures in bench/results/onnx_exporters.md).
 LEGACY_REASON = (
-    "torch.export-based exporter: same parity, but 6-8x the export time on dna_b and "
-    "15-40x on a tiny net (the latency tables export hundreds of small graphs)"
+    "the torch.export-based exporter gives the same parity but takes 6-10x the export time "
+    "on dna_b and 15-50x on a tiny net (a latency table exports hundreds of small graphs)"
 )
 _LEGACY_NOTICES = (
     "You are using the legacy TorchScript-based ONNX export",
