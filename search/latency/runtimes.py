@@ -3,15 +3,16 @@
 A runtime turns a torch module plus example inputs into a ``run()`` callable that executes
 the module once, synchronously, the way that runtime really runs it:
 
-- ``onnxruntime``: the module exported to ONNX (opset 17, as the export toolchain does),
-  an ``InferenceSession`` on the CPU with a fixed number of intra-op threads, worker
-  threads pinned to distinct cores, and I/O bound to preallocated buffers (so no
+- ``onnxruntime``: the module exported to ONNX by the export toolchain's writer
+  (:mod:`dna_zoo.export.onnx_writer`, opset 17), an ``InferenceSession`` on the CPU from
+  :mod:`dna_zoo.export.ort` with a fixed number of intra-op threads (worker threads pinned
+  to distinct cores, or ORT's shared pool), and I/O bound to preallocated buffers (so no
   allocation or copy of outputs is timed).
 - ``torch``: eager PyTorch, the baseline runtime (CPU threads fixed, or CUDA).
 - ``torch-compile``: the same module through ``torch.compile`` (inductor); compiled and
   warmed up while preparing, so compile time is never timed.
-- ``tensorrt``: an engine built from the same ONNX with NVIDIA's documented Python API
-  (``tensorrt.Builder`` / ``OnnxParser`` / ``execute_async_v3``), imported lazily.
+- ``tensorrt``: an engine built from the same ONNX by the export toolchain's builder
+  (:func:`dna_zoo.export.trt.build_plan`), run with ``execute_async_v3``; imported lazily.
 """
 
 from __future__ import annotations
