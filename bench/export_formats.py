@@ -34,6 +34,19 @@ EXTRA = {"lite0": ["openvino-bf16"], "dna_b": []}
 GOALS = {"best_vs_torch": 5.0, "int8_vs_ort_fp32": {"dna_b": 1.5, "lite0": 2.5}, "agreement": 0.99}
 
 
+def runnable(formats: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The formats this machine can run, and why each of the others is skipped."""
+    skipped = {}
+    if "openvino-bf16" in formats:
+        import openvino
+
+        from dna_zoo.export.format_openvino import cpu_has_bf16
+
+        if not cpu_has_bf16(openvino):
+            skipped["openvino-bf16"] = "this CPU cannot compute in bf16 (no AVX512-BF16 / AMX)"
+    return [f for f in formats if f not in skipped], skipped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=["dna_b", "lite0"], default="dna_b")
@@ -49,7 +62,9 @@ def main() -> None:
         weights = write_lite0_safetensors(Path(tmp) / "lite0.safetensors") if args.model == "lite0" else None
         spec = LITE0_TIMM_NAME if args.model == "lite0" else "dna_b"
         settings = BenchmarkSettings(batches=(1, 8), rounds=args.rounds, runs=args.runs, threads=args.threads)
-        formats = FORMATS + EXTRA[args.model]
+        formats, skipped = runnable(FORMATS + EXTRA[args.model])
+        for fmt, why in skipped.items():
+            print(f"skipping {fmt}: {why}")
         res = run_benchmark(spec, formats, weights=weights, settings=settings, out_dir=args.out)
     rows = {(r["format"], r["batch"]): r for r in res["rows"]}
 
@@ -97,6 +112,7 @@ def main() -> None:
         print("  top-1 agreement with torch fp32 on the 20 real images: "
               + ", ".join(f"{f} {a:.0%}" for f, a in s["agreement"].items()))  # fmt: skip
     res["summary"] = summary
+    res["skipped"] = skipped
     res["seconds"] = round(time.time() - t0, 1)
     out = args.out / f"export_formats-{args.model}.json"
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")

@@ -67,7 +67,7 @@ def _check_dependencies(fmt: ExportFormat, opts: ExportOptions) -> None:
         if opts.int8:
             require("nncf", extra="openvino", purpose="OpenVINO INT8 quantization")
     if fmt.name == "engine" and not opts.onnx_only:
-        from dna_zoo.export.format_trt import require_tensorrt
+        from dna_zoo.export.trt import require_tensorrt
 
         require_tensorrt()
 

@@ -21,10 +21,11 @@ from dna_zoo.errors import ConfigError
 from dna_zoo.export.api import export_artifact, prepare_model, safe_stem
 from dna_zoo.export.artifact import library_versions
 from dna_zoo.export.inputs import data_config, image_set
+from dna_zoo.export.load import load_runner
 from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.parity import time_interleaved
 from dna_zoo.export.registry import get_format
-from dna_zoo.export.runners import Runner, load_runner, torch_runner
+from dna_zoo.export.runners import Runner, torch_runner
 from dna_zoo.io import atomic_save, atomic_write_json
 from dna_zoo.progress import Reporter, reporter_or_null
 

@@ -1,23 +1,24 @@
 """ONNX fp32: torch.onnx export, onnx.checker, and an ONNX Runtime parity run against torch.
 
-The TorchScript-based exporter (``dynamo=False``) is used: it writes one self-contained
-file for models of this size, takes ``dynamic_axes`` directly and exports SiLU and
-squeeze-excite as plain Sigmoid/Mul/ReduceMean, which every runtime here handles. The
-other formats start from this file too.
+The file is written by :func:`dna_zoo.export.onnx_writer.write_onnx_file` with the
+TorchScript-based exporter (``dynamo=False``): the ``torch.export``-based one gives the
+same parity but takes several times as long (``LEGACY_REASON``). It writes one
+self-contained file for models of this size and exports SiLU and squeeze-excite as plain
+Sigmoid/Mul/ReduceMean, which every runtime here handles. The other formats start from
+this file too.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dna_zoo.errors import DnaZooError
 from dna_zoo.export.artifact import Artifact, manifest_path_for
 from dna_zoo.export.checks import check_parity, measure
+from dna_zoo.export.onnx_writer import write_onnx_file
 from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.runners import ort_runner, torch_runner
 
@@ -25,10 +26,6 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-
-
-class OnnxExportError(DnaZooError, RuntimeError):
-    """torch could not export the model, or the result does not pass onnx.checker."""
 
 
 def dynamic_axes(opts: ExportOptions) -> dict[str, dict[int, str]]:
@@ -55,36 +52,18 @@ def shapes(sample: torch.Tensor, opts: ExportOptions, num_outputs: int) -> dict[
 
 def write_onnx(model: torch.nn.Module, sample: torch.Tensor, path: Path, opts: ExportOptions) -> Path:
     """Export ``model`` to one ``.onnx`` file and run ``onnx.checker`` on it."""
-    import onnx
-
-    model = model.eval()
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # TracerWarnings and the exporter's deprecation notice
-            torch.onnx.export(
-                model,
-                (sample,),
-                str(path),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes=dynamic_axes(opts) or None,
-                opset_version=opts.opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as e:  # the exporter raises many types; the message is what matters
-        raise OnnxExportError(
-            f"torch could not export the model to ONNX opset {opts.opset}: {str(e).splitlines()[0][:200]}",
-            hint="try another --opset, or run with --debug for the traceback",
-        ) from e
-    leftovers = [p for p in path.parent.iterdir() if p != path and p.name.startswith(path.name)]
-    if leftovers:
-        raise OnnxExportError(f"the exporter wrote external data ({leftovers[0].name}); expected one file")
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as e:
-        raise OnnxExportError(f"onnx.checker rejects the exported model: {str(e)[:200]}") from e
-    return path
+    return write_onnx_file(
+        model,
+        (sample,),
+        path,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes=dynamic_axes(opts),
+        opset=opts.opset,
+        # TorchScript exporter kept: LEGACY_REASON (measured; bench/results/onnx_exporters.md)
+        exporter="torchscript",
+        hint="try another --opset, or run with --debug for the traceback",
+    )
 
 
 def base_manifest(

@@ -11,6 +11,9 @@ torch through ONNX Runtime; then either
   batch is dynamic, FP16 / INT8 flags, a workspace limit and a timing cache. The engine's
   manifest records the TensorRT version, GPU name and compute capability; an engine is
   only loaded on a machine where those match (TensorRT plans are not portable).
+
+The builder, the machine check and the engine runner live in :mod:`dna_zoo.export.trt`
+(the latency tables build their engines there too).
 """
 
 from __future__ import annotations
@@ -20,42 +23,21 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from dna_zoo.errors import DnaZooError, MissingDependencyError, require
 from dna_zoo.export.artifact import Artifact, manifest_path_for
 from dna_zoo.export.checks import check_parity
 from dna_zoo.export.format_onnx import INPUT_NAME, base_manifest, num_outputs, write_onnx
 from dna_zoo.export.format_onnx_int8 import calibration_batches, quantize_qdq
 from dna_zoo.export.inputs import calibration_set, data_config
 from dna_zoo.export.options import ExportOptions
-from dna_zoo.export.runners import Runner, ort_runner
+from dna_zoo.export.runners import ort_runner
+from dna_zoo.export.trt import build_plan, engine_runner, machine_record, require_tensorrt
 from dna_zoo.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 8
-TRT_HINT = (
-    "TensorRT needs `pip install dna-zoo[trt]` and an NVIDIA GPU; "
-    "or pass --onnx-only to get the ONNX file and the trtexec line"
-)
-
-
-class EngineError(DnaZooError, RuntimeError):
-    """A TensorRT engine that cannot be built or must not be loaded here."""
-
-
-def require_tensorrt():
-    """``import tensorrt`` plus a usable CUDA GPU, or one clear error saying what is missing."""
-    try:
-        trt = require("tensorrt", extra="trt", purpose="TensorRT engines")
-    except MissingDependencyError as e:
-        e.hint = TRT_HINT
-        raise
-    if not torch.cuda.is_available():
-        raise EngineError("TensorRT is installed but no CUDA GPU is usable here", hint=TRT_HINT)
-    return trt
 
 
 def profile_shapes(sample: torch.Tensor, opts: ExportOptions) -> dict[str, list[int]]:
@@ -109,91 +91,21 @@ def write_trt_onnx(
     }
 
 
-def gpu_info() -> dict[str, str]:
-    """Name and compute capability of the current CUDA GPU."""
-    major, minor = torch.cuda.get_device_capability()
-    return {"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
-
-
 def build_engine(
     onnx_path: Path, engine_path: Path, opts: ExportOptions, shapes: dict[str, list[int]]
 ) -> dict:
-    """Build and serialize a TensorRT engine from ONNX with the documented Builder API."""
-    trt = require_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # implicit in TensorRT >= 10
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"TensorRT's ONNX parser rejects the model: {errors[:300]}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace * (1 << 30)))
-    if opts.half or opts.int8:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if opts.int8:
-        config.set_flag(trt.BuilderFlag.INT8)  # scales come from the Q/DQ nodes
-    if opts.dynamic:
-        profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
-        config.add_optimization_profile(profile)
-    cache_path = Path(opts.timing_cache) if opts.timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise EngineError(
-            "TensorRT could not build the engine", hint="run with --debug to see TensorRT's log"
-        )
-    atomic_write_bytes(engine_path, bytes(plan))
-    if cache_path:
-        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
-    return {"version": trt.__version__, **gpu_info(), "workspace_gib": opts.workspace, "profile": shapes}
-
-
-def check_engine_machine(recorded: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse an engine built for another TensorRT version, GPU or compute capability."""
-    for key, what in (
-        ("version", "TensorRT version"),
-        ("gpu", "GPU"),
-        ("compute_capability", "compute capability"),
-    ):
-        if str(recorded.get(key)) != str(current.get(key)):
-            raise EngineError(
-                f"this engine was built for {what} {recorded.get(key)!r}, this machine has "
-                f"{current.get(key)!r}; TensorRT engines only run where they were built",
-                hint="rebuild it here: `dna export ... --format trt`, or --onnx-only and trtexec",
-            )
-
-
-def engine_runner(path: Path, manifest: dict[str, Any]) -> Runner:
-    """Run a serialized engine (inputs/outputs as CUDA tensors), after the machine check."""
-    trt = require_tensorrt()
-    check_engine_machine(manifest.get("trt", {}), {"version": trt.__version__, **gpu_info()})
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(path.read_bytes())
-    if engine is None:
-        raise EngineError(f"TensorRT cannot deserialize {path}", hint="export it again (with --force)")
-    context = engine.create_execution_context()
-    out_name = manifest["shapes"]["output"]["name"]
-    stream = torch.cuda.Stream()
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        inp = torch.tensor(x).cuda()
-        context.set_input_shape(INPUT_NAME, tuple(inp.shape))
-        out = torch.empty(tuple(context.get_tensor_shape(out_name)), dtype=torch.float32, device="cuda")
-        context.set_tensor_address(INPUT_NAME, inp.data_ptr())
-        context.set_tensor_address(out_name, out.data_ptr())
-        context.execute_async_v3(stream.cuda_stream)
-        stream.synchronize()
-        return out.cpu().numpy()
-
-    static = None if manifest.get("dynamic_axes") else manifest["shapes"]["input"]["shape"][0]
-    return Runner(f"tensorrt {manifest.get('precision')}", fn, static)
+    """Build and serialize a TensorRT engine from ONNX; returns the machine it is tied to."""
+    plan = build_plan(
+        onnx_path,
+        fp16=opts.half,
+        int8=opts.int8,
+        workspace_gib=opts.workspace,
+        profile=shapes if opts.dynamic else None,
+        input_name=INPUT_NAME,
+        timing_cache=Path(opts.timing_cache) if opts.timing_cache else None,
+    )
+    atomic_write_bytes(engine_path, plan)
+    return {**machine_record(), "workspace_gib": opts.workspace, "profile": shapes}
 
 
 def export_engine(model: torch.nn.Module, sample: torch.Tensor, path: Path, opts: ExportOptions) -> Artifact:

@@ -30,11 +30,24 @@ def data_config(model: torch.nn.Module, input_size: int | None = None) -> dict[s
     from timm.data import resolve_data_config
 
     cfg = resolve_data_config({}, model=model)
+    chans = _input_channels(model)
+    if chans is not None and chans != cfg["input_size"][0]:
+        # e.g. a 1-channel net built with in_chans=1: its pretrained cfg still says 3 channels
+        cfg["input_size"] = (chans, *cfg["input_size"][1:])
+        for key in ("mean", "std"):
+            if len(cfg[key]) != chans:
+                cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * chans
     if input_size is not None:
         if input_size < 16:
             raise ConfigError(f"input size {input_size} is too small", hint="use e.g. --input-size 224")
         cfg["input_size"] = (cfg["input_size"][0], input_size, input_size)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+def _input_channels(model: torch.nn.Module) -> int | None:
+    """Input channels of the model's first convolution (``None`` if it has none)."""
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return None if conv is None else int(conv.in_channels)
 
 
 def eval_transform(cfg: dict[str, Any]):

@@ -1,7 +1,8 @@
 """Run a model in any format the same way: ``runner(x: float32 NCHW) -> logits``.
 
 Parity checks, ``dna validate`` and ``dna benchmark`` all go through these, so what is
-checked is what is timed. A runner of a static-batch artifact splits (and pads) a batch
+checked is what is timed (:func:`dna_zoo.export.load.load_runner` opens an exported
+artifact as one). A runner of a static-batch artifact splits (and pads) a batch
 into chunks of its fixed size.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dna_zoo.errors import DataError, require
+from dna_zoo.export.ort import cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +64,7 @@ def torch_runner(model, *, threads: int | None = DEFAULT_THREADS) -> Runner:
 
 def ort_session(path: Path, *, threads: int | None = DEFAULT_THREADS):
     """An ONNX Runtime CPU session; a corrupt file is a :class:`DataError`."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    from dna_zoo.search.latency.runtimes import ort_global_pool_active
-
-    if ort_global_pool_active():  # a latency measurement in this process set ORT's shared pool
-        so.use_per_session_threads = False
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
-        raise DataError(
-            f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0][:200]}",
-            hint="the file may be corrupt; export it again (with --force)",
-        ) from e
+    return cpu_session(path, threads=threads)
 
 
 def ort_runner(path: Path, *, threads: int | None = DEFAULT_THREADS, name: str = "onnx") -> Runner:
@@ -125,26 +109,3 @@ def openvino_runner(
         return request.infer({0: x})[out].copy()
 
     return Runner(name, fn, static, threads)
-
-
-def load_runner(path: str | Path, *, threads: int | None = DEFAULT_THREADS) -> Runner:
-    """A runner for an exported artifact, checked against its manifest (sha256, machine)."""
-    from dna_zoo.export.artifact import read_manifest, verify_files
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"artifact {path} does not exist")
-    manifest = read_manifest(path)
-    verify_files(path, manifest)
-    fmt = manifest.get("format")
-    label = manifest.get("label", fmt)
-    if fmt in ("onnx", "onnx-int8") or (fmt == "engine" and path.suffix == ".onnx"):
-        return ort_runner(path, threads=threads, name=label)
-    if fmt == "openvino":
-        execution = manifest.get("runtime", {}).get("openvino", {}).get("INFERENCE_PRECISION_HINT", "f32")
-        return openvino_runner(path, threads=threads, name=label, execution=execution)
-    if fmt == "engine":
-        from dna_zoo.export.format_trt import engine_runner
-
-        return engine_runner(path, manifest)
-    raise DataError(f"{path}: unknown artifact format {fmt!r} in its manifest")

@@ -21,7 +21,8 @@ import numpy as np
 from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.errors import DataError
 from dna_zoo.export.inputs import eval_transform
-from dna_zoo.export.runners import Runner, load_runner, torch_runner
+from dna_zoo.export.load import load_runner
+from dna_zoo.export.runners import Runner, torch_runner
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.sample_images import builtin_images, open_image
 

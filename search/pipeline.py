@@ -284,41 +284,34 @@ def measure_latency(
     return measured, (speed_ratio(refs, ms[len(models) :]) if refs else None)
 
 
-def _ort_session(ort, path: str):
-    """A CPU session; per-session threads unless the process already set ORT's global pool
-    (the latency runtime does, so sessions timed in turn share one pool)."""
-    from dna_zoo.search.latency.runtimes import ort_global_pool_active
-
-    so = ort.SessionOptions()
-    if ort_global_pool_active():
-        so.use_per_session_threads = False
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
 def export_onnx_checked(model, path: Path, *, input_size: int, in_chans: int) -> dict[str, Any]:
-    """ONNX export (opset 17) and the max abs difference of ONNX Runtime vs torch."""
-    import numpy as np
-    import onnxruntime as ort
+    """ONNX export through :mod:`dna_zoo.export` (its ``onnx`` format: dynamic batch, opset 17,
+    onnx.checker) with its standard parity check (ONNX Runtime vs torch on real images; a
+    net outside tolerance is a ParityError). The file replaces ``path`` only once checked."""
+    import shutil
+
     import torch
 
+    from dna_zoo.export.format_onnx import export_onnx
+    from dna_zoo.export.inputs import data_config, random_sample
+    from dna_zoo.export.options import ExportOptions
+    from dna_zoo.io import staging_dir
+
     model = model.eval()
-    x = torch.randn(2, in_chans, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
+    cfg = data_config(model, input_size)
+    if cfg["input_size"][0] != in_chans:
+        raise ConfigError(f"the model takes {cfg['input_size'][0]} input channels, not {in_chans}")
+    opts = ExportOptions.create(
+        {"dynamic": True, "input_size": input_size, "latency": False, "threads": torch.get_num_threads()}
+    )
+    stage = staging_dir(path)
     try:
-        with torch.no_grad():
-            torch.onnx.export(
-                model, (x,), tmp, input_names=["input"], output_names=["logits"], opset_version=17,
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-            )  # fmt: skip
-            ref = model(x).numpy()
-        sess = _ort_session(ort, tmp)
-        got = sess.run(None, {"input": x.numpy()})[0]
-        os.replace(tmp, path)
+        art = export_onnx(model, random_sample(cfg, 1), stage / path.name, opts)
+        os.replace(art.path, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return {"path": str(path), "max_abs_diff": float(np.abs(ref - got).max()), "opset": 17}
+        shutil.rmtree(stage, ignore_errors=True)
+    parity = art.manifest["parity"]
+    return {"path": str(path), "max_abs_diff": parity["max_abs_diff"], "opset": opts.opset, "parity": parity}
 
 
 def run_pipeline(

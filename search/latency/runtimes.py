@@ -3,15 +3,16 @@
 A runtime turns a torch module plus example inputs into a ``run()`` callable that executes
 the module once, synchronously, the way that runtime really runs it:
 
-- ``onnxruntime``: the module exported to ONNX (opset 17, as the export toolchain does),
-  an ``InferenceSession`` on the CPU with a fixed number of intra-op threads, worker
-  threads pinned to distinct cores, and I/O bound to preallocated buffers (so no
+- ``onnxruntime``: the module exported to ONNX by the export toolchain's writer
+  (:mod:`dna_zoo.export.onnx_writer`, opset 17), an ``InferenceSession`` on the CPU from
+  :mod:`dna_zoo.export.ort` with a fixed number of intra-op threads (worker threads pinned
+  to distinct cores, or ORT's shared pool), and I/O bound to preallocated buffers (so no
   allocation or copy of outputs is timed).
 - ``torch``: eager PyTorch, the baseline runtime (CPU threads fixed, or CUDA).
 - ``torch-compile``: the same module through ``torch.compile`` (inductor); compiled and
   warmed up while preparing, so compile time is never timed.
-- ``tensorrt``: an engine built from the same ONNX with NVIDIA's documented Python API
-  (``tensorrt.Builder`` / ``OnnxParser`` / ``execute_async_v3``), imported lazily.
+- ``tensorrt``: an engine built from the same ONNX by the export toolchain's builder
+  (:func:`dna_zoo.export.trt.build_plan`), run with ``execute_async_v3``; imported lazily.
 """
 
 from __future__ import annotations
@@ -117,60 +118,38 @@ class OnnxRuntimeBase(Runtime):
     def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner: ...
 
     def prepare(self, module, inputs: Sequence, workdir: Path, tag: str) -> Runner:
-        return self.prepare_onnx(export_onnx(module, inputs, workdir / f"{tag}.onnx"), inputs)
+        return self.prepare_onnx(_export(module, inputs, workdir / f"{tag}.onnx"), inputs)
 
     def prepare_copies(
         self, module, inputs: Sequence, workdir: Path, tag: str, counts: Sequence[int]
     ) -> list[Runner]:
         import torch
 
-        one = export_onnx(module, inputs, workdir / f"{tag}.onnx")
+        from dna_zoo.export.onnx_writer import replicate_graph
+
+        one = _export(module, inputs, workdir / f"{tag}.onnx")
         out = []
         for k in counts:
-            path = one if k == 1 else replicate_onnx(one, k, workdir / f"{tag}_k{k}.onnx")
+            path = one if k == 1 else replicate_graph(one, k, workdir / f"{tag}_k{k}.onnx")
             xs = [x if c == 0 else torch.randn_like(x) for c in range(k) for x in inputs]
             out.append(self.prepare_onnx(path, xs))
         return out
 
 
-def replicate_onnx(src: Path, k: int, dst: Path) -> Path:
-    """``k`` renamed copies of an ONNX graph side by side in one model (own inputs, outputs, weights)."""
-    import onnx
-    from onnx import compose, helper
+def _export(module, inputs: Sequence, path: Path) -> Path:
+    """``module(*inputs)`` as ONNX through export's writer (opset 17, as ``dna export`` writes)."""
+    from dna_zoo.export.onnx_writer import write_onnx_file
 
-    m = onnx.load(str(src))
-    parts = [compose.add_prefix(m, f"c{i}_") for i in range(k)]
-    graph = helper.make_graph(
-        nodes=[n for p in parts for n in p.graph.node],
-        name="copies",
-        inputs=[x for p in parts for x in p.graph.input],
-        outputs=[y for p in parts for y in p.graph.output],
-        initializer=[t for p in parts for t in p.graph.initializer],
-        value_info=[v for p in parts for v in p.graph.value_info],
+    return write_onnx_file(
+        module,
+        inputs,
+        path,
+        input_names=[f"x{i}" for i in range(len(inputs))],
+        opset=17,
+        # TorchScript exporter kept: LEGACY_REASON (a table exports hundreds of small graphs)
+        exporter="torchscript",
+        check=False,  # ORT loads (and so validates) every graph right away
     )
-    model = helper.make_model(graph, opset_imports=m.opset_import, ir_version=m.ir_version)
-    onnx.save(model, str(dst))
-    return dst
-
-
-def export_onnx(module, inputs: Sequence, path: Path, *, opset: int = 17) -> Path:
-    """Export ``module(*inputs)`` to ONNX as the export toolchain does (opset 17, constant folding)."""
-    import torch
-
-    module.eval()
-    try:
-        torch.onnx.export(
-            module,
-            tuple(inputs),
-            str(path),
-            input_names=[f"x{i}" for i in range(len(inputs))],
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    except Exception as e:  # exporter failures carry long internal messages
-        raise DnaZooError(f"ONNX export for latency measurement failed: {e}") from e
-    return path
 
 
 class OnnxRuntimeCPU(OnnxRuntimeBase):
@@ -184,34 +163,18 @@ class OnnxRuntimeCPU(OnnxRuntimeBase):
         return onnxruntime.__version__
 
     def session_options(self):
-        import onnxruntime as ort
+        from dna_zoo.export.ort import session_options
 
-        so = ort.SessionOptions()
-        threads = self.options.threads or 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        if self.options.shared_pool and _shared_pool(threads):
-            # One thread pool for every session of this process, as an application with one
-            # model has: sessions timed in turn do not fight with each other's spinning workers.
-            so.use_per_session_threads = False
-            return so
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        if self.options.pin_threads and threads > 1:
-            cpus = _allowed_cpus()
-            if len(cpus) >= threads:
-                # ORT pins the threads it creates (threads - 1; the caller's thread runs too);
-                # processor ids in this string count from 1.
-                aff = ";".join(str(c + 1) for c in cpus[1:threads])
-                so.add_session_config_entry("session.intra_op_thread_affinities", aff)
-        return so
+        o = self.options
+        return session_options(o.threads or 1, shared_pool=o.shared_pool, pin_threads=o.pin_threads)
 
     def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner:
         import numpy as np
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(path), self.session_options(), providers=["CPUExecutionProvider"])
+        from dna_zoo.export.ort import cpu_session
+
+        sess = cpu_session(path, self.session_options())
         binding = sess.io_binding()
         keep = []  # the OrtValues must outlive the binding
         for meta, x in zip(sess.get_inputs(), inputs, strict=True):
@@ -339,22 +302,11 @@ class TensorRT(OnnxRuntimeBase):
     def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner:
         import torch
 
+        from dna_zoo.export.trt import build_plan, deserialize_engine
+
         trt = require("tensorrt", extra="trt", purpose="TensorRT latency tables")
-        log = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(log)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-        parser = trt.OnnxParser(network, log)
-        if not parser.parse(path.read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise DnaZooError(f"TensorRT could not parse {path.name}: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
-        if self.options.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise DnaZooError(f"TensorRT could not build an engine for {path.name}")
-        engine = trt.Runtime(log).deserialize_cuda_engine(serialized)
+        plan = build_plan(path, fp16=self.options.precision == "fp16", workspace_gib=1.0)
+        engine = deserialize_engine(plan, path.name)
         context = engine.create_execution_context()
         dev = torch.device("cuda", self.options.device_index)
         buffers = {}
@@ -409,38 +361,3 @@ def get_runtime(name: str, options: RuntimeOptions | None = None, *, device: str
     if key == "torch-compile" and device != "cpu":
         return TorchCompiledGPU(options)
     return RUNTIMES[key](options)
-
-
-_GLOBAL_POOL: list[int] = []
-
-
-def ort_global_pool_active() -> bool:
-    """True once this process set ORT's shared thread pool: every later session must then
-    be made with ``use_per_session_threads = False`` (ORT refuses it otherwise)."""
-    return bool(_GLOBAL_POOL) and _GLOBAL_POOL[0] > 0
-
-
-def _shared_pool(threads: int) -> bool:
-    """Use ORT's process-wide thread pool of ``threads`` threads (set once, before the first
-    session); False when it was set to another size, or ORT sessions already exist."""
-    if _GLOBAL_POOL:
-        return _GLOBAL_POOL[0] == threads
-    try:
-        from onnxruntime.capi import _pybind_state
-
-        _pybind_state.set_global_thread_pool_sizes(threads, 1)
-    except Exception as e:  # the environment exists already (sessions made elsewhere)
-        logger.debug("no shared ORT thread pool: %s", e)
-        _GLOBAL_POOL.append(-1)
-        return False
-    _GLOBAL_POOL.append(threads)
-    return True
-
-
-def _allowed_cpus() -> list[int]:
-    import os
-
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return list(range(os.cpu_count() or 1))

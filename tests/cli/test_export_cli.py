@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from dna_zoo.cli.main import app
 from dna_zoo.models import published_encoding
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 runner = CliRunner()
 
 

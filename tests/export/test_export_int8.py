@@ -10,8 +10,6 @@ from dna_zoo.errors import DataError
 from dna_zoo.export import export_artifact
 from dna_zoo.sample_images import builtin_images
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):

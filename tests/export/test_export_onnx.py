@@ -11,11 +11,10 @@ from export_util import files_in, lite0_onnx, lite0_weights
 from dna_zoo.errors import DataError, OutputExistsError
 from dna_zoo.export import export_artifact, read_manifest
 from dna_zoo.export.inputs import data_config, image_set
-from dna_zoo.export.runners import load_runner, ort_session
+from dna_zoo.export.load import load_runner
+from dna_zoo.export.runners import ort_session
 from dna_zoo.io import sha256_file
 from dna_zoo.zoo import build_model
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")

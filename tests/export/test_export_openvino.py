@@ -9,9 +9,7 @@ from export_util import files_in, lite0_weights
 pytest.importorskip("openvino", reason="OpenVINO not installed (pip install 'dna-zoo[openvino]')")
 
 from dna_zoo.export import export_artifact
-from dna_zoo.export.runners import load_runner
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+from dna_zoo.export.load import load_runner
 
 
 def test_openvino_fp32_parity(tmp_path):

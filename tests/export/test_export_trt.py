@@ -10,11 +10,10 @@ from export_util import files_in
 
 from dna_zoo.errors import DataError, MissingDependencyError
 from dna_zoo.export import export_artifact
-from dna_zoo.export.format_trt import EngineError, check_engine_machine
-from dna_zoo.export.runners import load_runner
+from dna_zoo.export.load import load_runner
+from dna_zoo.export.trt import EngineError, check_engine_machine
 from dna_zoo.io import atomic_write_json
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 

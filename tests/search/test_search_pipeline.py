@@ -76,14 +76,20 @@ def test_baseline_is_the_closest_other_network():
     assert abs(cost - target) / target < 0.05
 
 
-def test_export_parity(tmp_path):
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_export_parity(tmp_path, in_chans):
     enc = small_space().to_encoding([next(small_space().block_candidates(b)) for b in range(6)])
-    m = timm.create_model("dna_net", arch=enc, num_classes=10)
+    m = timm.create_model("dna_net", arch=enc, num_classes=10, in_chans=in_chans)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    out = export_onnx_checked(m, tmp_path / "m.onnx", input_size=32, in_chans=3)
+    out = export_onnx_checked(m, tmp_path / "m.onnx", input_size=32, in_chans=in_chans)
     assert out["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").stat().st_size > 100_000
+    # dna_zoo.export's standard check: ONNX Runtime vs torch on the real built-in images
+    assert (
+        out["parity"]["passed"] and out["parity"]["n_images"] == 20 and "ImageNet" in out["parity"]["images"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing left beside it
 
 
 @pytest.mark.parametrize(
