@@ -337,23 +337,19 @@ def run_pipeline(
 
     trained = {}
     if cfg.retrain_epochs > 0:
+        from dna_zoo.search.retrain import load_kd_teacher
+        from dna_zoo.search.supernet.data import training_data
+
         teacher_model = None
         if cfg.kd:
-            from dna_zoo.zoo import build_model
-
-            teacher_model = build_model(cfg.teacher, weights=teacher_weights, in_chans=cfg.in_chans)
-        from dna_zoo.search.supernet.data import open_dataset
-
-        common = dict(input_size=cfg.input_size, in_chans=cfg.in_chans)
-        train_src = open_dataset(cfg.data, split="train", **common)
-        val_src = open_dataset(cfg.data, split="val", **common)
-        info = {"name": cfg.data, "input_size": cfg.input_size, **train_src.identity}
+            teacher_model = load_kd_teacher(cfg.teacher, teacher_weights, in_chans=cfg.in_chans)
+        train_set, val_set, info = training_data(cfg.data, input_size=cfg.input_size, in_chans=cfg.in_chans)
         for name, enc in nets.items():
             t0 = time.perf_counter()
             say(f"retrain {name}")
             out = run / ("retrain" if name == "searched" else name)
             res = retrain(
-                enc, train_set=train_src.dataset, eval_set=val_src.dataset, num_classes=cfg.num_classes,
+                enc, train_set=train_set, eval_set=val_set, num_classes=cfg.num_classes,
                 in_chans=cfg.in_chans, out_dir=out, teacher=teacher_model, data_info=info,
                 config=RetrainConfig(
                     epochs=cfg.retrain_epochs, batch_size=cfg.retrain_batch_size, seed=cfg.seed,

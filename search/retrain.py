@@ -417,3 +417,16 @@ def load_retrained(out_dir: str | Path) -> nn.Module:
         raise ConfigError(f"{cfg_path} does not exist", hint="run `dna retrain` first")
     cfg = json.loads(cfg_path.read_text())
     return build_model(str(cfg_path), weights=d / WEIGHTS, in_chans=int(cfg["model_args"]["in_chans"]))
+
+
+def load_kd_teacher(spec: str, weights: str | Path | None, *, in_chans: int) -> nn.Module:
+    """A trained teacher for KD (timm or zoo name); its weights must be a local file
+    (nothing is downloaded)."""
+    from dna_zoo.zoo import build_model
+
+    if weights is None:
+        raise ConfigError(
+            f"the teacher '{spec}' needs trained weights",
+            hint="pass --teacher-weights FILE (safetensors or .pth)",
+        )
+    return build_model(spec, weights=weights, in_chans=in_chans)

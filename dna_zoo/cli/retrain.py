@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, print_table, reporter
-from dna_zoo.errors import ConfigError
 
 
 def retrain(
@@ -46,8 +45,9 @@ def retrain(
     """Train the found network from scratch; writes model.safetensors + config.json."""
     import torch
 
-    from dna_zoo.search.retrain import RetrainConfig
+    from dna_zoo.search.retrain import RetrainConfig, load_kd_teacher
     from dna_zoo.search.retrain import retrain as run
+    from dna_zoo.search.supernet.data import training_data
     from dna_zoo.zoo import resolve_arch
 
     enc = resolve_arch(arch)
@@ -56,10 +56,10 @@ def retrain(
         label_smoothing=smoothing, ema_decay=ema or None, kd_alpha=kd_alpha, max_steps_per_epoch=max_steps,
         seed=seed, eval_max_batches=eval_batches,
     )  # fmt: skip
-    train_set, eval_set, info = load_data(data, input_size=input_size, in_chans=in_chans)
+    train_set, eval_set, info = training_data(data, input_size=input_size, in_chans=in_chans)
     teacher_model = None
     if teacher is not None:
-        teacher_model = load_teacher(teacher, teacher_weights, in_chans=info["in_chans"])
+        teacher_model = load_kd_teacher(teacher, teacher_weights, in_chans=info["in_chans"])
     out_dir = (
         out
         if out is not None
@@ -105,44 +105,3 @@ def retrain(
         ],
     )
     console.print(f"wrote {res.weights} and {res.config}")
-
-
-def load_data(spec: str, *, input_size: int, in_chans: int = 3):
-    """Train/eval datasets (the supernet's data sources: built-in Fashion-MNIST or a folder
-    timm reads) and what the retrained model's config needs to know about them."""
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    from dna_zoo.search.supernet import data as dsrc
-
-    train = dsrc.open_dataset(spec, split="train", input_size=input_size, in_chans=in_chans)
-    val = dsrc.open_dataset(spec, split="val", input_size=input_size, in_chans=in_chans)
-    if dsrc.is_builtin(spec):
-        classes = list(dsrc.FASHION_MNIST_CLASSES)
-        mean, std = (dsrc.FASHION_MNIST_MEAN,) * in_chans, (dsrc.FASHION_MNIST_STD,) * in_chans
-    else:
-        reader = getattr(getattr(train.dataset, "dataset", train.dataset), "reader", None)
-        mapping = getattr(reader, "class_to_idx", None) or {}
-        classes = sorted(mapping, key=mapping.get)
-        if not classes:
-            raise ConfigError(
-                f"cannot tell the classes of {spec}", hint="use a folder with class sub-folders"
-            )
-        mean, std = IMAGENET_DEFAULT_MEAN[:in_chans], IMAGENET_DEFAULT_STD[:in_chans]
-    info = {
-        "name": "fashion-mnist" if dsrc.is_builtin(spec) else str(spec),
-        "num_classes": len(classes), "in_chans": in_chans, "input_size": input_size,
-        "mean": tuple(mean), "std": tuple(std), "classes": classes, "identity": train.identity,
-    }  # fmt: skip
-    return train.dataset, val.dataset, info
-
-
-def load_teacher(spec: str, weights: Path | None, *, in_chans: int):
-    """A trained teacher for KD; its weights must be a local file (nothing is downloaded)."""
-    from dna_zoo.zoo import build_model
-
-    if weights is None:
-        raise ConfigError(
-            f"the teacher '{spec}' needs trained weights",
-            hint="pass --teacher-weights FILE (safetensors or .pth)",
-        )
-    return build_model(spec, weights=weights, in_chans=in_chans)

@@ -30,7 +30,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -352,3 +352,39 @@ class ShardSampler(Sampler[list[int]]):
         for b in range(self.start, n):
             batch = order[b * self.global_batch : (b + 1) * self.global_batch]
             yield batch[self.shard :: self.shards].tolist()
+
+
+class TrainingData(NamedTuple):
+    """The train and held-out datasets of a retraining run, and what the trained model's
+    config records about them (``info``: name, num_classes, in_chans, input_size, mean, std,
+    classes, identity)."""
+
+    train: Dataset
+    val: Dataset
+    info: dict[str, Any]
+
+
+def training_data(data: str | Path, *, input_size: int, in_chans: int = 3) -> TrainingData:
+    """Train/val datasets of ``data`` (``builtin`` or a folder timm reads) with their classes
+    and normalisation: Fashion-MNIST's own mean/std for the built-in data, ImageNet's for a
+    folder (its classes are the class sub-folders)."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    train = open_dataset(data, split="train", input_size=input_size, in_chans=in_chans)
+    val = open_dataset(data, split="val", input_size=input_size, in_chans=in_chans)
+    if is_builtin(data):
+        classes = list(FASHION_MNIST_CLASSES)
+        mean, std = (FASHION_MNIST_MEAN,) * in_chans, (FASHION_MNIST_STD,) * in_chans
+    else:
+        reader = getattr(getattr(train.dataset, "dataset", train.dataset), "reader", None)
+        mapping = getattr(reader, "class_to_idx", None) or {}
+        classes = sorted(mapping, key=mapping.get)
+        if not classes:
+            raise DataError(f"cannot tell the classes of {data}", hint="use a folder with class sub-folders")
+        mean, std = IMAGENET_DEFAULT_MEAN[:in_chans], IMAGENET_DEFAULT_STD[:in_chans]
+    info = {
+        "name": "fashion-mnist" if is_builtin(data) else str(data),
+        "num_classes": len(classes), "in_chans": in_chans, "input_size": input_size,
+        "mean": tuple(mean), "std": tuple(std), "classes": classes, "identity": train.identity,
+    }  # fmt: skip
+    return TrainingData(train.dataset, val.dataset, info)
