@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dna_zoo.arch import LayerInstance, head_key, layer_key, stem_key
-from dna_zoo.errors import DnaZooError
+from dna_zoo.arch import ArchEncoding, LayerInstance, head_key, layer_key, stem_key
+from dna_zoo.errors import ConfigError, DnaZooError
 from dna_zoo.progress import Reporter
 from dna_zoo.search.latency.build import items_for, resolve_spec
 from dna_zoo.search.latency.cache import complete_path
-from dna_zoo.search.latency.devices import get_device, identify
+from dna_zoo.search.latency.devices import build_command, get_device, identify
 from dna_zoo.search.latency.table import LatencyTable, TableSpec
 from dna_zoo.search.space import SearchSpace
 from dna_zoo.search.strategy.cost import CostModel
@@ -66,6 +66,33 @@ def find_table(
     profile = get_device(spec.device)
     identity = identify(profile).to_dict() if profile.local else None
     return LatencyTable.load(p, expect=spec, identity=identity, force=force)
+
+
+def measured_table(spec: TableSpec, *, force: bool = False, path: str | Path | None = None) -> LatencyTable:
+    """The measured table for ``spec`` (see :func:`find_table`); none is an error naming the
+    command that measures it."""
+    found = find_table(spec, force=force, path=path)
+    if found is None:
+        raise ConfigError(
+            f"no measured latency table for {spec.device}/{spec.runtime}/{spec.precision} "
+            f"at {spec.input_size}px",
+            hint="build it first: "
+            + build_command(spec.device, spec.runtime, spec.precision, input_size=spec.input_size),
+        )
+    return found
+
+
+def network_table(
+    spec: TableSpec, enc: ArchEncoding, *, force: bool = False, path: str | Path | None = None
+) -> LatencyTable:
+    """The measured table for ``spec``, or where none is cached, a roofline estimate of the
+    entries of ``enc`` alone (``estimated=True``)."""
+    found = find_table(spec, force=force, path=path)
+    if found is not None:
+        return found
+    from dna_zoo.search.latency.estimate import estimate_table
+
+    return estimate_table(None, spec, include_published=False, networks=[enc])
 
 
 def latency_cost_for(
