@@ -17,10 +17,16 @@ MAC conventions (always say which one a figure uses):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dna_zoo.arch import ArchEncoding, LayerInstance, iter_layers
 
 MAC_CONVENTIONS = ("conv_linear", "all")
+#: What each MAC convention counts, in words (printed next to the figures).
+MAC_CONVENTION_TEXT = {
+    "conv_linear": "conv+linear = multiply-adds of convolutions and linear layers",
+    "all": "all = conv+linear plus one per BatchNorm/activation output element (the paper's count)",
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,13 @@ class Cost:
         from dna_zoo.errors import UnknownNameError
 
         raise UnknownNameError("MAC convention", convention, MAC_CONVENTIONS)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "params": self.params,
+            "macs_conv_linear": self.macs_as("conv_linear"),
+            "macs_all": self.macs_as("all"),
+        }
 
 
 def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
@@ -115,6 +128,60 @@ def encoding_cost(
     if last is None:  # ArchEncoding forbids this; keeps type checkers honest
         return total
     return total + head_cost(last.layer.out_chs, enc.num_features, last.out_res, num_classes)
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One row of a network's per-stage table: the stem, a stage of layers, or the head."""
+
+    stage: int | str
+    layers: int
+    ops: str
+    out_chs: int
+    stride: int
+    out_res: int
+    cost: Cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "layers": self.layers,
+            "ops": self.ops,
+            "out_chs": self.out_chs,
+            "stride": self.stride,
+            "out_res": self.out_res,
+            **self.cost.to_dict(),
+        }
+
+
+def stage_costs(
+    enc: ArchEncoding, *, input_size: int = 224, in_chans: int = 3, num_classes: int = 1000
+) -> list[StageCost]:
+    """Params and MACs per stage (stem, each stage, head); they add up to :func:`encoding_cost`."""
+    rows = [
+        StageCost(
+            "stem", 1, "conv3x3", enc.stem_size, 2, (input_size + 1) // 2,
+            stem_cost(in_chans, enc.stem_size, input_size),
+        )
+    ]  # fmt: skip
+    by_stage: dict[int, list[LayerInstance]] = {}
+    for inst in iter_layers(enc, input_size):
+        by_stage.setdefault(inst.stage, []).append(inst)
+    for si, insts in by_stage.items():
+        stride = 1
+        for i in insts:
+            stride *= i.layer.stride
+        rows.append(
+            StageCost(
+                si, len(insts), " ".join(i.layer.op.name.replace("_se0.25", "") for i in insts),
+                insts[-1].layer.out_chs, stride, insts[-1].out_res,
+                sum((layer_cost(i) for i in insts), start=Cost()),
+            )
+        )  # fmt: skip
+    last = by_stage[max(by_stage)][-1]
+    head = head_cost(last.layer.out_chs, enc.num_features, last.out_res, num_classes)
+    rows.append(StageCost("head", 1, f"conv1x1+pool+fc{num_classes}", enc.num_features, 1, 1, head))
+    return rows
 
 
 def count_params(model) -> int:
