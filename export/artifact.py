@@ -46,10 +46,6 @@ class Artifact:
     def files(self) -> list[Path]:
         return [*self.extra_files, self.path]
 
-    @property
-    def parity_passed(self) -> bool:
-        return bool(self.manifest.get("parity", {}).get("passed"))
-
 
 def manifest_path_for(path: Path) -> Path:
     return path.with_name(path.name + MANIFEST_SUFFIX)

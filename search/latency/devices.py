@@ -129,14 +129,6 @@ def known_devices() -> dict[str, DeviceProfile]:
     return dict(_load_profiles())
 
 
-def known_runtimes() -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for p in _load_profiles().values():
-        for r in p.runtimes:
-            seen[r] = None
-    return tuple(seen)
-
-
 def inventory() -> dict[str, Any]:
     """What `dna latency devices` shows: every device profile (with how many measured tables of
     it are cached), whether each runtime is usable here, and the cached tables."""
@@ -170,7 +162,7 @@ def inventory() -> dict[str, Any]:
             runtimes[name] = f"not usable here: {e.message}"
     devices = [
         p.to_dict() | {"measured_tables": sum(1 for t in tables if t.get("device") == p.name)}
-        for p in _load_profiles().values()
+        for p in known_devices().values()
     ]
     return {"devices": devices, "runtimes": runtimes, "cache": str(latency_dir()), "tables": tables}
 
