@@ -45,10 +45,10 @@ PIPELINE_FILE = "pipeline.json"
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Settings of a pipeline run; the defaults are the built-in demo. Measured end to end on a
-    quiet 2-core machine: 4 teacher epochs on all 60k images and 2 retrain epochs took 27 min;
-    these defaults (teacher 2 epochs on the first 30k images, 1 retrain epoch) took 12.7 min
-    (teacher 159 s, supernet + rating 192 s, table 8 s, retraining 198 s + 198 s)."""
+    """Settings of a pipeline run; the defaults are the built-in demo, sized (teacher 2 epochs
+    on the first 30k images, 1 retrain epoch) so the whole run takes minutes on a CPU rather
+    than the half hour of 4 teacher epochs on all 60k images and 2 retrain epochs (measured
+    stage times in bench/results/README.md)."""
 
     data: str = "builtin"
     space: str = "small"

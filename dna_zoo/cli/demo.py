@@ -17,7 +17,8 @@ def demo(
     json_out: bool = JsonOpt,
 ) -> None:
     """The main job on the built-in default: teacher, supernet, rating, CPU latency table,
-    exact search, retraining vs a baseline of the same latency, ONNX export (13 min measured on 2 cores)."""
+    exact search, retraining vs a baseline of the same latency, ONNX export (minutes on a CPU;
+    the measured time is in bench/results/README.md)."""
     if not zoo:
         from dna_zoo.cli.search import run_and_report
         from dna_zoo.search.pipeline import PipelineConfig
