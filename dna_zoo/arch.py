@@ -238,14 +238,6 @@ class ArchEncoding:
     def num_layers(self) -> int:
         return sum(len(s) for s in self.stages)
 
-    def summary(self) -> str:
-        """One compact line per stage, e.g. ``e3_k5 e3_k3 e6_k3 -> 24``."""
-        lines = []
-        for i, stage in enumerate(self.stages):
-            ops = " ".join(layer.op.name.replace("_se0.25", "") for layer in stage)
-            lines.append(f"stage {i}: {ops} -> {stage[-1].out_chs}")
-        return "\n".join(lines)
-
 
 def load_encoding(source: str | Path | dict | ArchEncoding) -> ArchEncoding:
     """An encoding from an object, a dict, a JSON string, or a JSON file.

@@ -17,10 +17,16 @@ MAC conventions (always say which one a figure uses):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from dna_zoo.arch import ArchEncoding, LayerInstance, Part, iter_parts
+from dna_zoo.arch import ArchEncoding, LayerInstance, Part, conv_out_size, iter_parts
 
 MAC_CONVENTIONS = ("conv_linear", "all")
+#: What each MAC convention counts, in words (printed next to the figures).
+MAC_CONVENTION_TEXT = {
+    "conv_linear": "conv+linear = multiply-adds of convolutions and linear layers",
+    "all": "all = conv+linear plus one per BatchNorm/activation output element (the paper's count)",
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,13 @@ class Cost:
         from dna_zoo.errors import UnknownNameError
 
         raise UnknownNameError("MAC convention", convention, MAC_CONVENTIONS)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "params": self.params,
+            "macs_conv_linear": self.macs_as("conv_linear"),
+            "macs_all": self.macs_as("all"),
+        }
 
 
 def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
@@ -119,6 +132,59 @@ def part_cost(part: Part, *, num_classes: int = 1000) -> Cost:
         return head_cost(part.in_chs, part.out_chs, part.in_res, num_classes)
     assert part.inst is not None
     return layer_cost(part.inst)
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One row of a network's per-stage table: the stem, a stage of layers, or the head."""
+
+    stage: int | str
+    layers: int
+    ops: str
+    out_chs: int
+    stride: int
+    out_res: int
+    cost: Cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "layers": self.layers,
+            "ops": self.ops,
+            "out_chs": self.out_chs,
+            "stride": self.stride,
+            "out_res": self.out_res,
+            **self.cost.to_dict(),
+        }
+
+
+def stage_costs(
+    enc: ArchEncoding, *, input_size: int = 224, in_chans: int = 3, num_classes: int = 1000
+) -> list[StageCost]:
+    """Params and MACs per stage (stem, each stage, head); they add up to :func:`encoding_cost`."""
+    rows: list[StageCost] = []
+    by_stage: dict[int, list[LayerInstance]] = {}
+    for part in iter_parts(enc, input_size, in_chans=in_chans):
+        cost = part_cost(part, num_classes=num_classes)
+        if part.kind == "stem":
+            rows.append(StageCost("stem", 1, "conv3x3", part.out_chs, 2, conv_out_size(part.in_res, 2), cost))
+        elif part.kind == "layer":
+            assert part.inst is not None
+            by_stage.setdefault(part.inst.stage, []).append(part.inst)
+        else:
+            for si, insts in by_stage.items():
+                stride = 1
+                for i in insts:
+                    stride *= i.layer.stride
+                rows.append(
+                    StageCost(
+                        si, len(insts), " ".join(i.layer.op.name.replace("_se0.25", "") for i in insts),
+                        insts[-1].layer.out_chs, stride, insts[-1].out_res,
+                        sum((layer_cost(i) for i in insts), start=Cost()),
+                    )
+                )  # fmt: skip
+            rows.append(StageCost("head", 1, f"conv1x1+pool+fc{num_classes}", part.out_chs, 1, 1, cost))
+    return rows
 
 
 def count_params(model) -> int:

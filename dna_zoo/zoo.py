@@ -9,9 +9,10 @@ from typing import Any
 import torch.nn as nn
 
 from dna_zoo.arch import ArchEncoding, load_encoding
-from dna_zoo.complexity import Cost, encoding_cost
+from dna_zoo.complexity import encoding_cost
 from dna_zoo.errors import UnknownNameError
 from dna_zoo.models import PUBLISHED, published_encoding, published_models
+from dna_zoo.progress import Reporter, reporter_or_null
 
 
 def is_arch_file(spec: str) -> bool:
@@ -115,5 +116,71 @@ def published_figures(name: str) -> dict[str, Any]:
     return dict(published_models()["models"][name]["published"])
 
 
-def arch_cost(spec: str | ArchEncoding, **kwargs: Any) -> Cost:
-    return encoding_cost(resolve_arch(spec), **kwargs)
+def weights_status(name: str) -> str:
+    """Where pretrained weights for a zoo model come from, and whether they are cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from dna_zoo.models import default_cfgs
+
+    cfg = default_cfgs.get(name)
+    hub_id = cfg.default.hf_hub_id if cfg is not None else None
+    if not hub_id:
+        return "none"
+    cached = try_to_load_from_cache(hub_id, "model.safetensors")
+    return f"hub:{hub_id}" + (" (cached)" if isinstance(cached, str) else "")
+
+
+def zoo_overview() -> list[dict[str, Any]]:
+    """Every published model at 224x224: analytic params and MACs (both conventions), the
+    paper's figures and where its weights come from."""
+    rows = []
+    for name in PUBLISHED:
+        cost = encoding_cost(resolve_arch(name))
+        pub = published_figures(name)
+        rows.append(
+            {
+                "name": name,
+                "params": cost.params,
+                "macs_conv_linear": cost.macs_as("conv_linear"),
+                "macs_all": cost.macs_as("all"),
+                "published_params_m": pub["params_m"],
+                "published_macs_m": pub["macs_m"],
+                "published_top1": pub["top1"],
+                "weights": weights_status(name),
+            }
+        )
+    return rows
+
+
+def run_zoo(*, repeats: int = 5, progress: Reporter | None = None) -> list[dict[str, Any]]:
+    """Build every zoo model, count its params and MACs, and time a torch eager forward pass
+    at batch 1, 224x224 (median of ``repeats`` after one warm-up); checks the output is finite."""
+    import time
+
+    import timm
+    import torch
+
+    from dna_zoo.complexity import count_macs, count_params
+
+    rows = []
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    for name in reporter_or_null(progress).track(PUBLISHED, "running the zoo"):
+        model = timm.create_model(name).eval()
+        with torch.inference_mode():
+            model(x)  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                out = model(x)
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        rows.append(
+            {
+                "model": name,
+                "params": count_params(model),
+                "macs_conv_linear": count_macs(model),
+                "latency_ms_torch_eager_bs1": round(1000 * times[len(times) // 2], 2),
+                "output_finite": bool(torch.isfinite(out).all()),
+            }
+        )
+    return rows

@@ -51,10 +51,6 @@ class Artifact:
     def files(self) -> list[Path]:
         return [*self.extra_files, self.path]
 
-    @property
-    def parity_passed(self) -> bool:
-        return bool(self.manifest.get("parity", {}).get("passed"))
-
 
 @dataclass(frozen=True)
 class Timing:

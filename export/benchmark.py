@@ -2,9 +2,10 @@
 
 Each format is exported (dynamic batch, so one artifact serves every batch size), loaded
 through the same runners parity uses, and timed interleaved with the others (round-robin,
-order rotated each round, warm-up excluded): this CPU's speed drifts by up to 25% within
-seconds, so only side-by-side figures mean anything. Accuracy is top-1 on the labelled
-real images where the model has their classes, and top-1 agreement with torch always.
+order rotated each round, warm-up excluded): a CPU's speed drifts within seconds (the
+drift measured here is in bench/results/README.md), so only side-by-side figures mean
+anything. Accuracy is top-1 on the labelled real images where the model has their classes,
+and top-1 agreement with torch always.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """ONNX INT8: ONNX Runtime static quantization (QDQ), calibrated on real images.
 
-Recipe (probed on this CPU, see the README's Export section): U8 activations / S8
+Recipe (probed on x86 CPUs, see the README's Export section): U8 activations / S8
 weights, per-channel weights, MinMax calibration, every op quantized. It makes
-EfficientNet-Lite0 (ReLU6) about 2x faster than fp32 in ONNX Runtime, but networks with
+EfficientNet-Lite0 (ReLU6) faster than fp32 in ONNX Runtime (figures in
+bench/results/README.md), but networks with
 SiLU + squeeze-excite (DNA) get slower, because SiLU becomes QLinearSigmoid + QLinearMul
 and SE needs dequantize steps. So the artifact is always timed against the fp32 model on
 the machine that makes it, and the manifest's ``int8`` verdict says which it was.

@@ -103,10 +103,6 @@ FORMATS: tuple[ExportFormat, ...] = (
 )
 
 
-def format_names() -> list[str]:
-    return [f.name for f in FORMATS]
-
-
 def get_format(name: str) -> ExportFormat:
     """The format called ``name`` or one of its aliases (case-insensitive)."""
     key = name.strip().lower()

@@ -44,10 +44,6 @@ class LocalArtifact:
     def format(self) -> str:
         return self.manifest.format
 
-    @property
-    def is_engine(self) -> bool:
-        return is_trt_format(self.format)
-
     def repo_folder(self) -> str:
         """The folder of this artifact in a Hub repo."""
         return repo_folder(self.manifest)

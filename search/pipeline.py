@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dna_zoo.errors import ConfigError, DnaZooError
+from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter
+from dna_zoo.search.strategy.budgets import Budgets
 
 log = logging.getLogger(__name__)
 
@@ -43,38 +44,11 @@ PIPELINE_FILE = "pipeline.json"
 
 
 @dataclass(frozen=True)
-class Budgets:
-    """The search budgets; ``latency_ms="auto"`` means halfway along the achievable range."""
-
-    latency_ms: float | str | None = None
-    device: str | None = None
-    runtime: str | None = None
-    precision: str = "fp32"
-    threads: int | None = None
-    macs: float | None = None
-    params: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.latency_ms is None and self.macs is None and self.params is None:
-            raise ConfigError(
-                "give at least one budget", hint="--latency-ms 20 --device cpu, --macs or --params"
-            )
-        if self.latency_ms is not None and not self.device:
-            raise ConfigError("a latency budget needs a device", hint="add --device cpu")
-        for name in ("macs", "params"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ConfigError(f"the {name} budget must be positive, got {v}")
-        if isinstance(self.latency_ms, (int, float)) and not self.latency_ms > 0:
-            raise ConfigError(f"the latency budget must be positive, got {self.latency_ms} ms")
-
-
-@dataclass(frozen=True)
 class PipelineConfig:
-    """Settings of a pipeline run; the defaults are the built-in demo. Measured end to end on a
-    quiet 2-core machine: 4 teacher epochs on all 60k images and 2 retrain epochs took 27 min;
-    these defaults (teacher 2 epochs on the first 30k images, 1 retrain epoch) took 12.7 min
-    (teacher 159 s, supernet + rating 192 s, table 8 s, retraining 198 s + 198 s)."""
+    """Settings of a pipeline run; the defaults are the built-in demo, sized (teacher 2 epochs
+    on the first 30k images, 1 retrain epoch) so the whole run takes minutes on a CPU rather
+    than the half hour of 4 teacher epochs on all 60k images and 2 retrain epochs (measured
+    stage times in bench/results/README.md)."""
 
     data: str = "builtin"
     space: str = "small"
@@ -197,43 +171,6 @@ def stage_ratings(run: Path, cfg: PipelineConfig, teacher_weights: str, progress
     }  # fmt: skip
 
 
-def latency_cost(space, cfg: PipelineConfig, *, build: bool, progress: Reporter | None):
-    """The latency cost model at the pipeline's resolution and classes; for the local CPU a
-    missing table is measured first (``build``)."""
-    from dna_zoo.search.latency.build import build_table, resolve_spec
-    from dna_zoo.search.latency.cost import LatencyCost, find_table
-    from dna_zoo.search.latency.devices import get_device
-
-    b = cfg.budgets
-    runtime = b.runtime or get_device(b.device).runtimes[0]
-    spec = resolve_spec(
-        b.device, runtime, precision=b.precision, input_size=cfg.input_size, threads=b.threads,
-        in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-    )  # fmt: skip
-    table = find_table(spec)
-    if table is not None:
-        try:
-            return LatencyCost(space, table), {"table": "cached", "spec": spec.to_dict()}
-        except DnaZooError:
-            table = None  # measured for another space: build_table extends it
-    if build and get_device(b.device).local:
-        t0 = time.perf_counter()
-        table = build_table(space, spec, include_published=False, progress=progress)
-        return LatencyCost(space, table), {
-            "table": "built", "spec": spec.to_dict(), "build_seconds": round(time.perf_counter() - t0, 1),
-        }  # fmt: skip
-    from dna_zoo.search.latency.cost import latency_cost_model
-
-    model = latency_cost_model(
-        space, device=b.device, runtime=runtime, precision=b.precision, input_size=cfg.input_size,
-        threads=b.threads,
-    )  # fmt: skip
-    return model, {
-        "table": "estimated" if model.estimated else "cached",
-        "spec": spec.to_dict(),
-    }
-
-
 def baseline_network(space, model, target: float, chosen, *, seed: int = 0, draws: int = 3000):
     """A random network of the space whose cost is closest to ``target`` (not the chosen one)."""
     rng = random.Random(seed)
@@ -319,9 +256,9 @@ def run_pipeline(
     on_stage=None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the whole pipeline in ``run_dir``; returns (and writes) the report."""
-    from dna_zoo.search.retrain import DataInfo, RetrainConfig, load_retrained, retrain
-    from dna_zoo.search.strategy.constrained import Constraint, constrained_search
-    from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+    from dna_zoo.search.retrain import RetrainConfig, load_retrained, retrain
+    from dna_zoo.search.strategy.budgets import budget_constraints
+    from dna_zoo.search.strategy.constrained import constrained_search
     from dna_zoo.search.strategy.plot import pareto_plot
 
     run = Path(run_dir)
@@ -346,28 +283,18 @@ def run_pipeline(
     space = ratings.space
 
     t0 = time.perf_counter()
-    b = cfg.budgets
-    kw = dict(input_size=cfg.input_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
-    constraints = []
-    lat_model, lat_info = None, None
-    if b.latency_ms is not None:
+    if cfg.budgets.latency_ms is not None:
         say("latency table")
-        lat_model, lat_info = latency_cost(space, cfg, build=True, progress=progress)
+    chosen = budget_constraints(
+        ratings, cfg.budgets, input_size=cfg.input_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+        build_table=True, progress=progress,
+    )  # fmt: skip
+    constraints, lat_model, lat_info = chosen.constraints, chosen.latency, chosen.latency_info
+    if lat_info is not None:
         report["latency_table"] = lat_info
-        budget = b.latency_ms
-        if budget == "auto":
-            from dna_zoo.search.strategy.constrained import build_problem
-            from dna_zoo.search.strategy.knapsack import front_along
-
-            front = front_along(build_problem(ratings, [lat_model]), 0)
-            budget = float(front.costs[0] + 0.5 * (front.costs[-1] - front.costs[0]))
-            report["auto_budget_ms"] = budget
-        constraints.append(Constraint(lat_model, float(budget)))
+    if chosen.auto_budget_ms is not None:
+        report["auto_budget_ms"] = chosen.auto_budget_ms
     timed("latency table", t0)
-    if b.macs is not None:
-        constraints.append(Constraint(MacsCost(space, **kw), float(b.macs)))
-    if b.params is not None:
-        constraints.append(Constraint(ParamsCost(space, **kw), float(b.params)))
 
     t0 = time.perf_counter()
     say("search")
@@ -400,23 +327,18 @@ def run_pipeline(
 
     trained = {}
     if cfg.retrain_epochs > 0:
+        from dna_zoo.search.retrain import load_kd_teacher, training_data
+
         teacher_model = None
         if cfg.kd:
-            from dna_zoo.zoo import build_model
-
-            teacher_model = build_model(cfg.teacher, weights=teacher_weights, in_chans=cfg.in_chans)
-        from dna_zoo.search.supernet.data import open_dataset
-
-        common = dict(input_size=cfg.input_size, in_chans=cfg.in_chans)
-        train_src = open_dataset(cfg.data, split="train", **common)
-        val_src = open_dataset(cfg.data, split="val", **common)
-        info = DataInfo.from_source(cfg.data, train_src, input_size=cfg.input_size)
+            teacher_model = load_kd_teacher(cfg.teacher, teacher_weights, in_chans=cfg.in_chans)
+        train_set, val_set, info = training_data(cfg.data, input_size=cfg.input_size, in_chans=cfg.in_chans)
         for name, enc in nets.items():
             t0 = time.perf_counter()
             say(f"retrain {name}")
             out = run / ("retrain" if name == "searched" else name)
             res = retrain(
-                enc, train_set=train_src.dataset, eval_set=val_src.dataset, num_classes=cfg.num_classes,
+                enc, train_set=train_set, eval_set=val_set, num_classes=cfg.num_classes,
                 in_chans=cfg.in_chans, out_dir=out, teacher=teacher_model, data_info=info,
                 config=RetrainConfig(
                     epochs=cfg.retrain_epochs, batch_size=cfg.retrain_batch_size, seed=cfg.seed,

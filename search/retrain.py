@@ -10,8 +10,8 @@ the model and its EMA; the better one is written as ``model.safetensors`` next t
 
 From-scratch EfficientNets barely move in their first epoch with timm's default init on
 this data, so the last BatchNorm of every residual block and the classifier start at zero
-(72.5% -> 84.7% after 2 short epochs here), and training runs ``channels_last`` (about 3x
-faster steps on this CPU).
+(the measured gain is in bench/results/README.md), and training runs ``channels_last``
+(faster steps on a CPU too).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.arch import ArchEncoding, load_encoding
-from dna_zoo.errors import ConfigError, WeightsError
+from dna_zoo.errors import ConfigError, DataError, WeightsError
 from dna_zoo.io import atomic_write, atomic_write_json
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.supernet import distributed
@@ -552,3 +552,44 @@ def load_retrained(out_dir: str | Path) -> nn.Module:
         raise ConfigError(f"{cfg_path} does not exist", hint="run `dna retrain` first")
     out = RetrainOutput.load(cfg_path)
     return build_model(str(cfg_path), weights=d / WEIGHTS, in_chans=out.in_chans)
+
+
+def load_kd_teacher(spec: str, weights: str | Path | None, *, in_chans: int) -> nn.Module:
+    """A trained teacher for KD (timm or zoo name); its weights must be a local file
+    (nothing is downloaded)."""
+    from dna_zoo.zoo import build_model
+
+    if weights is None:
+        raise ConfigError(
+            f"the teacher '{spec}' needs trained weights",
+            hint="pass --teacher-weights FILE (safetensors or .pth)",
+        )
+    return build_model(spec, weights=weights, in_chans=in_chans)
+
+
+class TrainingData(NamedTuple):
+    """The train and held-out datasets of a retraining run, and what the trained model's
+    config records about them (``info``: :class:`DataInfo`'s fields plus num_classes and in_chans)."""
+
+    train: Any
+    val: Any
+    info: dict[str, Any]
+
+
+def training_data(data: str | Path, *, input_size: int, in_chans: int = 3) -> TrainingData:
+    """Train/val datasets of ``data`` (``builtin`` or a folder timm reads) with their classes and
+    the data source's own normalisation (:meth:`DataInfo.from_source`): ``dna retrain`` and the
+    pipeline both call this, so they record the same mean/std for the same data."""
+    from dna_zoo.search.supernet.data import open_dataset
+
+    train = open_dataset(data, split="train", input_size=input_size, in_chans=in_chans)
+    val = open_dataset(data, split="val", input_size=input_size, in_chans=in_chans)
+    if not train.classes:
+        raise DataError(f"cannot tell the classes of {data}", hint="use a folder with class sub-folders")
+    info = DataInfo.from_source(data, train, input_size=input_size)
+    classes = list(info.classes)
+    return TrainingData(
+        train.dataset,
+        val.dataset,
+        {**info.to_dict(), "num_classes": len(classes), "in_chans": in_chans, "classes": classes},
+    )

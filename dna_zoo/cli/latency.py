@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, print_table, reporter
-from dna_zoo.errors import ConfigError, MissingDependencyError
+from dna_zoo.errors import ConfigError
 
 app = typer.Typer(
     help="Latency tables: measure every layer on a device, predict whole networks, prove it.",
@@ -30,10 +30,10 @@ TableOpt = typer.Option(None, "--table", help="A table file to use instead of th
 
 def _spec(device: str, runtime: str | None, precision: str, batch: int, input_size: int, threads: int | None):
     from dna_zoo.search.latency.build import resolve_spec
-    from dna_zoo.search.latency.devices import get_device
 
-    rt = runtime or get_device(device).runtimes[0]
-    return resolve_spec(device, rt, precision=precision, batch=batch, input_size=input_size, threads=threads)
+    return resolve_spec(
+        device, runtime, precision=precision, batch=batch, input_size=input_size, threads=threads
+    )
 
 
 def _warn(msg: str) -> None:
@@ -43,39 +43,12 @@ def _warn(msg: str) -> None:
 @app.command("devices")
 def devices(json_out: bool = JsonOpt) -> None:
     """Known devices and runtimes, and which measured tables this machine has cached."""
-    from dna_zoo.search.latency.cache import cached_tables, latency_dir
-    from dna_zoo.search.latency.devices import known_devices
-    from dna_zoo.search.latency.runtimes import RUNTIMES
-    from dna_zoo.search.latency.table import LatencyTable, LatencyTableError
+    from dna_zoo.search.latency.devices import inventory
 
-    tables = []
-    for p in cached_tables():
-        try:
-            t = LatencyTable.load(p)
-            tables.append(
-                {
-                    "path": str(p),
-                    **t.spec.to_dict(),
-                    "entries": len(t.entries),
-                    "measured_on": t.device_identity.get("description"),
-                    "created": t.created,
-                }
-            )
-        except LatencyTableError as e:
-            tables.append({"path": str(p), "error": e.one_line()})
-    runtimes = {}
-    for name, cls in RUNTIMES.items():
-        try:
-            cls().check()
-            runtimes[name] = "installed"
-        except (MissingDependencyError, ConfigError) as e:
-            runtimes[name] = f"not usable here: {e.message}"
-    devs = [
-        p.to_dict() | {"measured_tables": sum(1 for t in tables if t.get("device") == p.name)}
-        for p in known_devices().values()
-    ]
+    inv = inventory()
+    devs, runtimes, tables, cache = inv["devices"], inv["runtimes"], inv["tables"], inv["cache"]
     if json_out:
-        print_json({"devices": devs, "runtimes": runtimes, "cache": str(latency_dir()), "tables": tables})
+        print_json(inv)
         return
     print_table(
         "devices",
@@ -97,7 +70,7 @@ def devices(json_out: bool = JsonOpt) -> None:
     print_table("runtimes", ["runtime", "status"], runtimes.items())
     if tables:
         print_table(
-            f"measured tables in {latency_dir()}",
+            f"measured tables in {cache}",
             ["device", "runtime", "precision", "batch", "size", "threads", "entries", "measured on"],
             [
                 (
@@ -115,8 +88,7 @@ def devices(json_out: bool = JsonOpt) -> None:
         )
     else:
         console.print(
-            f"no measured tables in {latency_dir()} yet: "
-            "`dna latency build --device cpu --runtime onnxruntime`"
+            f"no measured tables in {cache} yet: `dna latency build --device cpu --runtime onnxruntime`"
         )
     for d in devs:
         if d["source"]:
@@ -213,21 +185,13 @@ def validate(
     quiet: bool = QuietOpt,
 ) -> None:
     """Predicted vs measured latency of random networks of the space: errors, Spearman rho, plot."""
-    from dna_zoo.search.latency.cost import find_table
+    from dna_zoo.search.latency.cost import measured_table
     from dna_zoo.search.latency.validate import save_report, validate_table
     from dna_zoo.search.space import get_space
 
     sp = get_space(space)
     spec = _spec(device, runtime, precision, batch, input_size, threads)
-    table = find_table(spec, force=force, path=table_path)
-    if table is None:
-        raise ConfigError(
-            f"no measured latency table for {spec.device}/{spec.runtime}/{spec.precision} "
-            f"at {spec.input_size}px",
-            hint=f"build it first: dna latency build --device {spec.device} --runtime {spec.runtime} "
-            f"--precision {spec.precision}"
-            + (f" --input-size {spec.input_size}" if spec.input_size != 224 else ""),
-        )
+    table = measured_table(spec, force=force, path=table_path)
     for p in (out / "validation.json", out / "validation.png"):
         if p.exists() and not force:
             from dna_zoo.errors import OutputExistsError
@@ -295,16 +259,14 @@ def predict(
     json_out: bool = JsonOpt,
 ) -> None:
     """One network's predicted latency with a per-stage breakdown (estimated if the device has no table)."""
-    from dna_zoo.search.latency.cost import find_table
-    from dna_zoo.search.latency.estimate import estimate_table, estimate_warning
+    from dna_zoo.search.latency.cost import network_table
+    from dna_zoo.search.latency.estimate import estimate_warning
     from dna_zoo.search.latency.predict import predict as run_predict
     from dna_zoo.zoo import resolve_arch
 
     enc = resolve_arch(model)
     spec = _spec(device, runtime, precision, batch, input_size, threads)
-    table = find_table(spec, force=force, path=table_path)
-    if table is None:
-        table = estimate_table(None, spec, include_published=False, networks=[enc])
+    table = network_table(spec, enc, force=force, path=table_path)
     pred = run_predict(table, enc)
     warning = estimate_warning(spec) if table.estimated else None
     if warning:

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, print_table, reporter
-from dna_zoo.errors import ConfigError
 
 
 def retrain(
@@ -46,7 +45,7 @@ def retrain(
     """Train the found network from scratch; writes model.safetensors + config.json."""
     import torch
 
-    from dna_zoo.search.retrain import RetrainConfig
+    from dna_zoo.search.retrain import RetrainConfig, load_kd_teacher, training_data
     from dna_zoo.search.retrain import retrain as run
     from dna_zoo.zoo import resolve_arch
 
@@ -56,10 +55,10 @@ def retrain(
         label_smoothing=smoothing, ema_decay=ema or None, kd_alpha=kd_alpha, max_steps_per_epoch=max_steps,
         seed=seed, eval_max_batches=eval_batches,
     )  # fmt: skip
-    train_set, eval_set, info = load_data(data, input_size=input_size, in_chans=in_chans)
+    train_set, eval_set, info = training_data(data, input_size=input_size, in_chans=in_chans)
     teacher_model = None
     if teacher is not None:
-        teacher_model = load_teacher(teacher, teacher_weights, in_chans=info["in_chans"])
+        teacher_model = load_kd_teacher(teacher, teacher_weights, in_chans=info["in_chans"])
     out_dir = (
         out
         if out is not None
@@ -105,31 +104,3 @@ def retrain(
         ],
     )
     console.print(f"wrote {res.weights} and {res.config}")
-
-
-def load_data(spec: str, *, input_size: int, in_chans: int = 3):
-    """Train/eval datasets (the supernet's data sources: built-in Fashion-MNIST or a folder
-    timm reads) and what the retrained model's config needs to know about them."""
-    from dna_zoo.search.retrain import DataInfo
-    from dna_zoo.search.supernet import data as dsrc
-
-    train = dsrc.open_dataset(spec, split="train", input_size=input_size, in_chans=in_chans)
-    val = dsrc.open_dataset(spec, split="val", input_size=input_size, in_chans=in_chans)
-    if not train.classes:
-        raise ConfigError(f"cannot tell the classes of {spec}", hint="use a folder with class sub-folders")
-    data = DataInfo.from_source(spec, train, input_size=input_size)  # the data source's normalisation
-    classes = list(data.classes)
-    info = {**data.to_dict(), "num_classes": len(classes), "in_chans": in_chans, "classes": classes}
-    return train.dataset, val.dataset, info
-
-
-def load_teacher(spec: str, weights: Path | None, *, in_chans: int):
-    """A trained teacher for KD; its weights must be a local file (nothing is downloaded)."""
-    from dna_zoo.zoo import build_model
-
-    if weights is None:
-        raise ConfigError(
-            f"the teacher '{spec}' needs trained weights",
-            hint="pass --teacher-weights FILE (safetensors or .pth)",
-        )
-    return build_model(spec, weights=weights, in_chans=in_chans)

@@ -96,40 +96,34 @@ def search(
     supernet, rating, latency table, search, retrain) in a resumable run directory.
     """
     from dna_zoo.search.ratings import Ratings
-    from dna_zoo.search.strategy.constrained import Constraint, constrained_search
-    from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+    from dna_zoo.search.strategy.budgets import Budgets, budget_constraints
+    from dna_zoo.search.strategy.constrained import constrained_search
     from dna_zoo.search.strategy.plot import pareto_plot
 
+    if data is not None and ratings is not None:
+        raise ConfigError("give --ratings or --data, not both")
+    if data is None and ratings is None:
+        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json, or --data builtin")
+    if data is None:
+        input_size = input_size or 224
+        num_classes = 1000 if num_classes is None else num_classes
+        if input_size < 8 or num_classes < 0:
+            raise ConfigError(f"invalid input size {input_size} / number of classes {num_classes}")
+    budgets = Budgets(
+        latency_ms=latency_ms, device=device, runtime=runtime, precision=precision, threads=threads,
+        macs=None if macs is None else parse_budget(macs, what="MACs"),
+        params=None if params is None else parse_budget(params, what="params"),
+    )  # fmt: skip
     if data is not None:
-        if ratings is not None:
-            raise ConfigError("give --ratings or --data, not both")
-        from dna_zoo.search.pipeline import Budgets, PipelineConfig
+        from dna_zoo.search.pipeline import PipelineConfig
 
         cfg = PipelineConfig(
             data=data, space=space, teacher=teacher, teacher_weights=teacher_weights,
             input_size=input_size or 32, supernet_epochs=epochs, retrain_epochs=retrain_epochs,
-            baseline=baseline, num_classes=num_classes or 10,
-            budgets=Budgets(
-                latency_ms=latency_ms, device=device, runtime=runtime, precision=precision, threads=threads,
-                macs=None if macs is None else parse_budget(macs, what="MACs"),
-                params=None if params is None else parse_budget(params, what="params"),
-            ),
+            baseline=baseline, num_classes=num_classes or 10, budgets=budgets,
         )  # fmt: skip
         run_and_report(out or Path("runs/search"), cfg, quiet=quiet, json_out=json_out)
         return
-    if ratings is None:
-        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json, or --data builtin")
-    input_size = input_size or 224
-    num_classes = 1000 if num_classes is None else num_classes
-    if input_size < 8 or num_classes < 0:
-        raise ConfigError(f"invalid input size {input_size} / number of classes {num_classes}")
-    if latency_ms is None and (device or runtime):
-        raise ConfigError("--device/--runtime need a latency budget", hint="add --latency-ms")
-    constraint_texts = [latency_ms is not None, macs is not None, params is not None]
-    if not any(constraint_texts):
-        raise ConfigError(
-            "give at least one budget", hint="--latency-ms 20 --device cpu, --macs 400M or --params 5M"
-        )
     out_dir = out if out is not None else Path(ratings).parent
     best_path, plot_path = out_dir / "best.json", out_dir / "pareto.png"
     if not force:
@@ -137,30 +131,17 @@ def search(
             if p.exists():
                 raise OutputExistsError(p)
     r = Ratings.load(ratings)
-    kw = dict(input_size=input_size, num_classes=num_classes)
-    constraints = []
-    if latency_ms is not None:
-        if not math.isfinite(latency_ms) or latency_ms <= 0:
-            raise ConfigError(f"the latency budget must be positive, got {latency_ms} ms")
-        if not device:
-            raise ConfigError("a latency budget needs a device", hint="add --device cpu (or jetson, ...)")
-        model = latency_model(
-            r.space, device=device, runtime=runtime, precision=precision, batch=batch,
-            input_size=input_size, threads=threads, force=force_table,
-        )  # fmt: skip
-        if getattr(model, "estimated", False):
-            err_console.print(
-                f"[yellow]warning:[/yellow] latency on '{device}' is ESTIMATED, not measured "
-                f"({model.source}); measure a table on the device with `dna latency build --device {device}`"
-            )
-        constraints.append(Constraint(model, latency_ms))
-    if macs is not None:
-        constraints.append(
-            Constraint(MacsCost(r.space, convention=mac_convention, **kw), parse_budget(macs, what="MACs"))
+    chosen = budget_constraints(
+        r, budgets, input_size=input_size, num_classes=num_classes, batch=batch,
+        mac_convention=mac_convention, force_table=force_table,
+    )  # fmt: skip
+    lat = chosen.latency
+    if lat is not None and lat.estimated:
+        err_console.print(
+            f"[yellow]warning:[/yellow] latency on '{device}' is ESTIMATED, not measured "
+            f"({lat.source}); measure a table on the device with `dna latency build --device {device}`"
         )
-    if params is not None:
-        constraints.append(Constraint(ParamsCost(r.space, **kw), parse_budget(params, what="params")))
-    result = constrained_search(r, constraints, ratings_path=str(ratings))
+    result = constrained_search(r, chosen.constraints, ratings_path=str(ratings))
     result.save(best_path)
     pareto_plot(result, plot_path)
     summary = summarize(result, best_path, plot_path)
@@ -168,17 +149,6 @@ def search(
         print_json(summary)
         return
     show_summary(summary)
-
-
-def latency_model(space, **kwargs):
-    """The latency cost model (from the latency-table module, imported lazily)."""
-    from dna_zoo.search.latency.cost import latency_cost_model
-
-    if kwargs.get("runtime") is None:  # the device's first (preferred) runtime
-        from dna_zoo.search.latency.devices import get_device
-
-        kwargs["runtime"] = get_device(kwargs["device"]).runtimes[0]
-    return latency_cost_model(space, **kwargs)
 
 
 def summarize(result, best_path: Path, plot_path: Path) -> dict:

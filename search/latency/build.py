@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 def resolve_spec(
     device: str,
-    runtime: str,
+    runtime: str | None = None,
     *,
     precision: str = "fp32",
     batch: int = 1,
@@ -52,12 +52,13 @@ def resolve_spec(
     in_chans: int = 3,
     num_classes: int = 1000,
 ) -> TableSpec:
-    """Canonical names (aliases resolved), checked runtime/precision, default threads."""
+    """Canonical names (aliases resolved), checked runtime/precision, default threads;
+    no ``runtime`` means the device's first (preferred) one."""
     from dna_zoo.search.latency.devices import available_cpus
     from dna_zoo.search.latency.runtimes import canonical_runtime
 
     profile = get_device(device)
-    rt = canonical_runtime(runtime)
+    rt = canonical_runtime(runtime or profile.runtimes[0])
     profile.check_runtime(rt, precision)
     if threads is None and profile.kind == "cpu":
         threads = profile.threads or (available_cpus() if profile.local else None)

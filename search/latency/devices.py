@@ -129,12 +129,42 @@ def known_devices() -> dict[str, DeviceProfile]:
     return dict(_load_profiles())
 
 
-def known_runtimes() -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for p in _load_profiles().values():
-        for r in p.runtimes:
-            seen[r] = None
-    return tuple(seen)
+def inventory() -> dict[str, Any]:
+    """What `dna latency devices` shows: every device profile (with how many measured tables of
+    it are cached), whether each runtime is usable here, and the cached tables."""
+    from dna_zoo.errors import MissingDependencyError
+    from dna_zoo.search.latency.cache import cached_tables, latency_dir
+    from dna_zoo.search.latency.runtimes import RUNTIMES
+    from dna_zoo.search.latency.table import LatencyTable, LatencyTableError
+
+    tables: list[dict[str, Any]] = []
+    for p in cached_tables():
+        try:
+            t = LatencyTable.load(p)
+        except LatencyTableError as e:
+            tables.append({"path": str(p), "error": e.one_line()})
+            continue
+        tables.append(
+            {
+                "path": str(p),
+                **t.spec.to_dict(),
+                "entries": len(t.entries),
+                "measured_on": t.device_identity.get("description"),
+                "created": t.created,
+            }
+        )
+    runtimes: dict[str, str] = {}
+    for name, cls in RUNTIMES.items():
+        try:
+            cls().check()
+            runtimes[name] = "installed"
+        except (MissingDependencyError, ConfigError) as e:
+            runtimes[name] = f"not usable here: {e.message}"
+    devices = [
+        p.to_dict() | {"measured_tables": sum(1 for t in tables if t.get("device") == p.name)}
+        for p in known_devices().values()
+    ]
+    return {"devices": devices, "runtimes": runtimes, "cache": str(latency_dir()), "tables": tables}
 
 
 def get_device(name: str) -> DeviceProfile:

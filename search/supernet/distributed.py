@@ -97,11 +97,3 @@ def gather_objects(obj: Any, world: World) -> list[Any]:
     out: list[Any] = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: Any, world: World) -> Any:
-    if not world.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -115,9 +115,6 @@ class BlockSupernet(nn.Module):
     def candidate(self, path: Sequence[int]) -> Candidate:
         return Candidate(self.block, tuple(self.ops[i] for i in path))
 
-    def path_of(self, cand: Candidate) -> tuple[int, ...]:
-        return tuple(self.ops.index(op) for op in cand.ops)
-
 
 class Supernet(nn.Module):
     """The block supernets of a whole space, for a teacher's stage channels.

@@ -2,7 +2,7 @@
 
 DNA needs a trained teacher; offline there are no ImageNet weights for most timm models,
 so the demo trains one: ``efficientnet_b0`` at 32 px reaches about 90% top-1 on the
-Fashion-MNIST test split in 5 epochs on a 2-core CPU (a few minutes). Trained from
+Fashion-MNIST test split in 5 epochs (minutes on a CPU: bench/results/README.md). Trained from
 scratch, timm EfficientNets barely move in the first epoch with the default init; the
 last BatchNorm of every residual block and the classifier are zero-initialised, which
 fixes that.

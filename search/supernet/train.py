@@ -8,7 +8,7 @@ blocks weigh alike). Blocks are independent, so summing their losses is the same
 training each on its own; each block has its own learning rate (param groups of a timm
 optimizer, ``timm.optim.create_optimizer_v2``) and its own gradient clipping; the
 schedule is timm's (``timm.scheduler.create_scheduler_v2``, stepped per epoch). AMP on
-GPU, channels_last (about 3x faster steps on a CPU).
+GPU, channels_last (faster steps on a CPU too; bench/results/README.md).
 
 Data-parallel under torchrun (:mod:`dna_zoo.search.supernet.distributed`): the global batch is
 split over ranks (and ``accum_steps`` micro-batches), gradients are averaged with one

@@ -33,9 +33,9 @@ QUICK = dict(batch_size=16, max_steps_per_epoch=3, eval_max_batches=1, checkpoin
 
 @pytest.fixture(scope="module")
 def data():
-    from dna_zoo.cli.retrain import load_data
+    from dna_zoo.search.retrain import training_data
 
-    return load_data("builtin", input_size=32)
+    return training_data("builtin", input_size=32)
 
 
 def test_retrain_writes_weights_the_zoo_loads(data, tmp_path):
@@ -57,6 +57,15 @@ def test_retrain_writes_weights_the_zoo_loads(data, tmp_path):
     assert model(x).shape == (8, 10)
     # the stored weights are trained: not the zero-initialised classifier any more
     assert sd["classifier.weight"].abs().sum() > 0
+
+
+def test_training_data_records_the_datas_own_normalisation(data):
+    from dna_zoo.search.supernet.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD
+
+    _, _, info = data
+    assert info["name"] == "fashion-mnist" and info["classes"] == list(FASHION_MNIST_CLASSES)
+    assert tuple(info["mean"]) == (FASHION_MNIST_MEAN,) * 3 and tuple(info["std"]) == (FASHION_MNIST_STD,) * 3
+    assert info["identity"]["kind"] == "fashion-mnist" and info["identity"]["split"] == "train"
 
 
 def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path):

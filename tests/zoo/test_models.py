@@ -5,8 +5,8 @@ import timm
 import torch
 
 import dna_zoo  # noqa: F401 - registers the models
-from dna_zoo.complexity import count_macs, count_params, encoding_cost
-from dna_zoo.models import PUBLISHED, published_encoding
+from dna_zoo.complexity import Cost, count_macs, count_params, encoding_cost, stage_costs
+from dna_zoo.models import PUBLISHED, published_encoding, published_models
 
 EXPECTED_PARAMS = {"dna_a": 4_243_318, "dna_b": 4_918_180, "dna_c": 5_273_896, "dna_d": 6_409_486}
 SMALL = 64  # resolution for the per-model forward/backward checks (CPU time)
@@ -15,6 +15,9 @@ SMALL = 64  # resolution for the per-model forward/backward checks (CPU time)
 def test_registry_lists_the_family():
     names = timm.list_models("dna_*")
     assert set(PUBLISHED) <= set(names) and "dna_net" in names
+    # the one list (data/published.json) and the timm entrypoints agree exactly
+    assert set(timm.list_models(module="models")) == {*PUBLISHED, "dna_net"}
+    assert PUBLISHED == tuple(published_models()["models"])
     assert set(timm.list_pretrained("dna_*")) >= {f"{n}.in1k" for n in PUBLISHED}
 
 
@@ -23,6 +26,16 @@ def test_param_count_is_exact(name):
     model = timm.create_model(name)
     assert count_params(model) == EXPECTED_PARAMS[name]
     assert encoding_cost(published_encoding(name)).params == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_stage_costs_add_up_to_the_network(name):
+    enc = published_encoding(name)
+    rows = stage_costs(enc, input_size=160, in_chans=1, num_classes=10)
+    assert rows[0].stage == "stem" and rows[-1].stage == "head"
+    assert sum(r.layers for r in rows[1:-1]) == enc.num_layers
+    total = encoding_cost(enc, input_size=160, in_chans=1, num_classes=10)
+    assert sum((r.cost for r in rows), start=Cost()) == total
 
 
 @pytest.mark.parametrize("name", ["dna_a", "dna_d"])
