@@ -4,7 +4,7 @@ Parity: max abs diff of the logits and top-1 agreement with the torch model, on 
 images, against a tolerance that depends on precision (fp32: 1e-4 on logits; reduced
 precisions are judged on top-1 agreement, their max abs diff is recorded).
 
-Timing: this CPU's speed drifts by up to 25% within seconds, so contenders are always
+Timing: a CPU's speed drifts within seconds (bench/results/README.md), so contenders are always
 interleaved in one process (round-robin, the order rotated every round), warm-up runs
 excluded, and medians / p90 reported (the loop: :mod:`dna_zoo.timing`, shared with latency tables).
 """

@@ -67,8 +67,8 @@ def measure_item(
 
     With ``reference`` (the 1- and k-copy runners of the reference layer), the reference is
     timed in the same rounds and the entry also records the cost relative to it: this
-    machine's speed drifts by up to 25% within seconds, which moves an absolute figure but
-    not the ratio of two figures taken side by side.
+    machine's speed drifts within seconds (figures: bench/results/README.md), which moves an
+    absolute figure but not the ratio of two figures taken side by side.
     """
     timing = timing or TimingConfig()
     runners = prepare_item(item, spec, runtime, workdir, copies=copies) + list(reference or ())
@@ -126,8 +126,8 @@ def measure_networks(
     torch module, timed as it is (e.g. a retrained network).
 
     Every round runs each network once, all interleaved, so a round lasts well under a second.
-    This machine's speed drifts by up to 25% within seconds; what a drift does to a round it
-    does to every network in it, so each round is first put on the pass's median speed
+    This machine's speed drifts within seconds (figures: bench/results/README.md); what a
+    drift does to a round it does to every network in it, so each round is first put on the pass's median speed
     (divided by its total over the pass's median total) and a network's figure is its median
     over the normalised rounds. What is left is each network's own run-to-run noise.
     """
