@@ -128,8 +128,8 @@ def measure_networks(
     Every round runs each network once, all interleaved, so a round lasts well under a second.
     This machine's speed drifts within seconds (figures: bench/results/README.md); what a
     drift does to a round it does to every network in it, so each round is first put on the
-    pass's median speed (divided by its total over the pass's median total) and a network's figure is its median
-    over the normalised rounds. What is left is each network's own run-to-run noise.
+    pass's median speed (divided by its total over the pass's median total) and a network's
+    figure is its median over the normalised rounds. What is left is each network's own run-to-run noise.
     """
     import timm
     import torch
