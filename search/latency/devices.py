@@ -51,6 +51,7 @@ class DeviceProfile:
     cpu_part_match: tuple[str, ...] = ()
     source: str = ""
     notes: str = ""
+    estimator_class: str | None = None  # phone-cpu | server-cpu | gpu | jetson-gpu (default: by kind)
 
     def check_runtime(self, runtime: str, precision: str) -> None:
         """Raise a clear error if this device does not run ``runtime`` at ``precision``."""
@@ -82,6 +83,7 @@ class DeviceProfile:
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs,
             "launch_overhead_us": self.launch_overhead_us,
             "source": self.source,
+            "class": self.estimator_class,
         }
 
 
@@ -120,6 +122,7 @@ def _load_profiles() -> dict[str, DeviceProfile]:
             cpu_part_match=tuple(p.lower() for p in d.get("cpu_part_match", ())),
             source=d.get("source", ""),
             notes=d.get("notes", ""),
+            estimator_class=d.get("class"),
         )
     return out
 
