@@ -37,8 +37,19 @@ from dna_zoo.search.latency.estimator.public import public_data
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-FIXED_COST = "scaled"  # per-kernel costs scale with 1 / fp32 peak (beat "absolute" in every class)
-FIT_CLASSES = ("phone-cpu", "server-cpu", "gpu")
+KERNELS = ("conv_kernels", "elementwise_kernels", "fusable_kernels")
+# Per class: "scaled" = per-kernel costs scale with 1 / fp32 peak (CPU instructions); "absolute" =
+# the same on every device of the class. GPUs: absolute, because a launch costs host / driver time
+# that does not grow on a smaller GPU (scaled predicted 1 ms per kernel on a TX2), and one launch
+# cost for every kernel kind (free per-kind costs ranked desktop GPUs worse, rho 0.75-0.81 vs
+# 0.95-0.99, and priced an SE / swish kernel at 0.4 ms). Phones: scaled, free. Server CPUs:
+# absolute, free (scaled extrapolated the HELP Xeons' overheads to seconds on DNA nets).
+CONFIG = {
+    "phone-cpu": {"fixed_cost": "scaled"},
+    "server-cpu": {"fixed_cost": "absolute"},
+    "gpu": {"fixed_cost": "absolute", "tied": [KERNELS]},
+}
+FIT_CLASSES = tuple(CONFIG)
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -91,10 +102,10 @@ def main() -> None:
     for cls in FIT_CLASSES:
         rows = setting_data(data, by_class[cls])
         ref = float(np.median([sd.specs.fp32_gflops for sd in rows]))
-        loo = leave_one_device_out(cls, rows, fixed_cost=FIXED_COST, ref_gflops=ref)
+        loo = leave_one_device_out(cls, rows, ref_gflops=ref, **CONFIG[cls])
         out = [_row(sd, pred) for lst in loo.values() for sd, pred, _ in lst]
         points[cls] = [(sd.y, pred) for lst in loo.values() for sd, pred, _ in lst]
-        params = make_params(cls, rows, fixed_cost=FIXED_COST, ref_gflops=ref)
+        params = make_params(cls, rows, ref_gflops=ref, note=f"fit: {CONFIG[cls]}", **CONFIG[cls])
         classes[cls] = params.__class__(**{**params.__dict__, "held_out": _summary(out)})
         report["settings"][cls] = out
     # Jetson: the GPU class's parameters (fitted on every desktop GPU), checked on the TX2

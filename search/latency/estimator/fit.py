@@ -59,8 +59,22 @@ def setting_data(
     return out
 
 
-def fit_coef(rows: Sequence[SettingData], *, fixed_cost: str, ref_gflops: float) -> np.ndarray:
-    """Non-negative coefficients minimising the settings' relative squared error."""
+ROOFLINE_FEATURES = ("dense", "depthwise", "grouped", "conv_memory", "elementwise_memory")
+
+
+def fit_coef(
+    rows: Sequence[SettingData],
+    *,
+    fixed_cost: str,
+    ref_gflops: float,
+    tied: Sequence[Sequence[str]] = (),
+    dropped: Sequence[str] = (),
+) -> np.ndarray:
+    """Non-negative coefficients minimising the settings' relative squared error.
+
+    ``tied`` groups of features share one coefficient (e.g. every kernel pays the same launch
+    cost); ``dropped`` features get 0.
+    """
     from scipy.optimize import nnls
 
     a, b = [], []
@@ -69,15 +83,36 @@ def fit_coef(rows: Sequence[SettingData], *, fixed_cost: str, ref_gflops: float)
         a.append(sd.x(fixed_cost, ref_gflops) / sd.y[:, None] * w)
         b.append(np.full(len(sd.y), w))
     A, B = np.concatenate(a), np.concatenate(b)
-    scale = np.maximum(np.abs(A).max(axis=0), 1e-12)  # column scaling for a well-posed nnls
-    coef, _ = nnls(A / scale, B, maxiter=50 * A.shape[1])
-    return coef / scale
+    groups: list[list[int]] = []
+    seen: set[str] = set(dropped)
+    for g in tied:
+        groups.append([FEATURES.index(f) for f in g])
+        seen |= set(g)
+    groups += [[i] for i, f in enumerate(FEATURES) if f not in seen]
+    G = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
+    floor = np.array([1.0 if FEATURES[g[0]] in ROOFLINE_FEATURES else 0.0 for g in groups])
+    # no kernel beats the roofline: throughput / bandwidth coefficients >= 1 (theta = floor + phi, phi >= 0)
+    B = B - G @ floor
+    scale = np.maximum(np.abs(G).max(axis=0), 1e-12)  # column scaling for a well-posed nnls
+    c, _ = nnls(G / scale, B, maxiter=50 * G.shape[1])
+    c = c / scale + floor
+    coef = np.zeros(len(FEATURES))
+    for g, v in zip(groups, c, strict=True):
+        coef[g] = v
+    return coef
 
 
 def make_params(
-    name: str, rows: Sequence[SettingData], *, fixed_cost: str, ref_gflops: float, note: str = ""
+    name: str,
+    rows: Sequence[SettingData],
+    *,
+    fixed_cost: str,
+    ref_gflops: float,
+    note: str = "",
+    tied: Sequence[Sequence[str]] = (),
+    dropped: Sequence[str] = (),
 ) -> ClassParams:
-    coef = fit_coef(rows, fixed_cost=fixed_cost, ref_gflops=ref_gflops)
+    coef = fit_coef(rows, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped)
     devices = sorted({sd.profile.name for sd in rows})
     return ClassParams(
         name,
@@ -125,14 +160,22 @@ def same_chip(a: DeviceProfile, b: DeviceProfile) -> bool:
 
 
 def leave_one_device_out(
-    name: str, rows: Sequence[SettingData], *, fixed_cost: str, ref_gflops: float
+    name: str,
+    rows: Sequence[SettingData],
+    *,
+    fixed_cost: str,
+    ref_gflops: float,
+    tied: Sequence[Sequence[str]] = (),
+    dropped: Sequence[str] = (),
 ) -> dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]]:
     """Per device: fit on every other device of the class (not sharing its chip), predict it."""
     out: dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]] = {}
     for dev in sorted({sd.profile.name for sd in rows}):
         prof = next(sd.profile for sd in rows if sd.profile.name == dev)
         train = [sd for sd in rows if not same_chip(sd.profile, prof)]
-        params = make_params(name, train, fixed_cost=fixed_cost, ref_gflops=ref_gflops)
+        params = make_params(
+            name, train, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped
+        )
         out[dev] = [(sd, predict(sd, params), params) for sd in rows if sd.profile.name == dev]
     return out
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dna_zoo.arch import ArchEncoding, iter_layers
+from dna_zoo.arch import ArchEncoding, Layer, iter_layers
 from dna_zoo.complexity import make_divisible
 from dna_zoo.errors import ConfigError
 
@@ -175,48 +175,42 @@ def kernels(rows: Iterable[Sequence[Any]]) -> list[Kernel]:
 
 
 # --- builders ------------------------------------------------------------------------------------
+def layer_row(layer: Layer, cin: int, in_res: int) -> tuple[Any, ...]:
+    """The row of one DNA / timm layer (``ir`` or ``ds``, swish, SE on the expanded channels)."""
+    op = layer.op
+    if op.kind == "ir":
+        mid = make_divisible(cin * op.expansion)
+        se = round(mid * op.se / op.expansion) if op.se else 0
+    else:
+        mid = cin
+        se = round(cin * op.se) if op.se else 0
+    skip = int(layer.stride == 1 and cin == layer.out_chs)
+    expand = int(op.kind == "ir")
+    return ("mb", in_res, cin, layer.out_chs, op.kernel, layer.stride, mid, "swish", se, skip, 1, expand)
+
+
+def stem_rows(in_chans: int, stem: int, input_size: int) -> list[tuple[Any, ...]]:
+    return [("conv", input_size, in_chans, stem, 3, 2, 1, "swish", 1)]
+
+
+def head_rows(in_chs: int, features: int, in_res: int, num_classes: int) -> list[tuple[Any, ...]]:
+    return [
+        ("conv", in_res, in_chs, features, 1, 1, 1, "swish", 1),
+        ("pool", in_res, features),
+        ("fc", features, num_classes),
+    ]
+
+
 def encoding_rows(enc: ArchEncoding, *, input_size: int = 224, in_chans: int = 3, num_classes: int = 1000):
-    """Rows of a DNA / timm EfficientNet encoding (swish, SE on the expanded channels), grouped
-    as stem, one entry per layer, head (so a table entry maps to its rows)."""
-    stem = [("conv", input_size, in_chans, enc.stem_size, 3, 2, 1, "swish", 1)]
+    """Rows of a DNA / timm EfficientNet encoding, grouped as stem, one entry per layer, head."""
     layers = []
     last = None
     for inst in iter_layers(enc, input_size):
-        layer, op = inst.layer, inst.layer.op
-        cin = inst.in_chs
-        if op.kind == "ir":
-            mid = make_divisible(cin * op.expansion)
-            se = round(mid * op.se / op.expansion) if op.se else 0
-        else:
-            mid = cin
-            se = round(cin * op.se) if op.se else 0
-        skip = int(inst.has_skip)
-        layers.append(
-            (
-                (
-                    "mb",
-                    inst.in_res,
-                    cin,
-                    layer.out_chs,
-                    op.kernel,
-                    layer.stride,
-                    mid,
-                    "swish",
-                    se,
-                    skip,
-                    1,
-                    int(op.kind == "ir"),
-                ),
-            )
-        )
+        layers.append((layer_row(inst.layer, inst.in_chs, inst.in_res),))
         last = inst
     assert last is not None  # ArchEncoding forbids empty networks
-    head = [
-        ("conv", last.out_res, last.layer.out_chs, enc.num_features, 1, 1, 1, "swish", 1),
-        ("pool", last.out_res, enc.num_features),
-        ("fc", enc.num_features, num_classes),
-    ]
-    return stem, layers, head
+    head = head_rows(last.layer.out_chs, enc.num_features, last.out_res, num_classes)
+    return stem_rows(in_chans, enc.stem_size, input_size), layers, head
 
 
 def encoding_network(
