@@ -83,9 +83,26 @@ def parse_latency(data: Any, defaults: dict[str, Any] | None = None) -> list[Lat
             ms=float(ms),
             source=source,
             batch=int(merged.get("batch", 1)),
-            note=str(merged.get("note") or merged.get("table") or ""),
+            note=str(
+                merged.get("note") or _estimate_note(merged.get("estimate")) or merged.get("table") or ""
+            ),
         )
     ]
+
+
+def _estimate_note(est: Any) -> str:
+    """What an estimate's ``estimate`` sub-object says: held-out error and how to measure."""
+    if not isinstance(est, dict):
+        return ""
+    h = est.get("held_out_error") or {}
+    parts = [str(est.get("estimator", "estimated"))]
+    if h.get("mean_abs_pct_error") is not None:
+        parts.append(
+            f"held-out error on unseen {est.get('device_class')} devices: mean {h['mean_abs_pct_error']}%"
+        )
+    if est.get("measure_command"):
+        parts.append(f"measure: `{est['measure_command']}`")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)

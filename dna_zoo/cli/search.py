@@ -149,10 +149,7 @@ def search(
             input_size=input_size, threads=threads, force=force_table,
         )  # fmt: skip
         if getattr(model, "estimated", False):
-            err_console.print(
-                f"[yellow]warning:[/yellow] latency on '{device}' is ESTIMATED, not measured "
-                f"({model.source}); measure a table on the device with `dna latency build --device {device}`"
-            )
+            err_console.print(f"[yellow]warning:[/yellow] {escape(model.table.method['warning'])}")
         constraints.append(Constraint(model, latency_ms))
     if macs is not None:
         constraints.append(
@@ -204,6 +201,9 @@ def show_summary(s: dict) -> None:
     for c in s["costs"]:
         budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
         est = " ESTIMATED" if c["estimated"] else ""
+        held = (c.get("details") or {}).get("estimate", {}).get("held_out_error")
+        if held:
+            est += f", held-out error ±{held['mean_abs_pct_error']:.0f}% mean"
         rows.append((c["name"], escape(f"{_fmt(c['name'], c['value'])}{budget} ({c['source']}{est})")))
     rows += [
         ("params (analytic)", f"{s['params']:,}"),

@@ -39,7 +39,7 @@ from dna_zoo.search.latency.estimator.model import (
     shipped_params,
     specs_for,
 )
-from dna_zoo.search.latency.estimator.network import head_rows, kernels, layer_row, stem_rows
+from dna_zoo.search.latency.estimator.network import Network, head_rows, kernels, layer_row, stem_rows
 from dna_zoo.search.latency.table import (
     ESTIMATED,
     Calibration,
@@ -296,3 +296,17 @@ def estimate_table(
         library_versions=library_versions(),
         meta={"spaces": [{"name": space.name, "identity": space.identity}] if space else []},
     )
+
+
+def estimate_network_ms(net: Network, spec: TableSpec) -> float:
+    """Estimator v2's whole-network latency (ms) of a layer-row network on a named device."""
+    profile = get_device(spec.device)
+    if profile.local:
+        raise ConfigError(
+            f"layer-row networks are estimated for named devices only, not the local '{profile.name}'",
+            hint="use a zoo name / encoding file, or a named device (dna latency devices)",
+        )
+    params = shipped_params().get(device_class(profile))
+    specs = specs_for(profile, spec.precision)
+    x = features(kernels(net.rows), specs, batch=spec.batch, unit=params.unit(specs))
+    return float(x @ coef_for(params, specs))
