@@ -13,6 +13,7 @@ Profiles are data (``dna_zoo/data/devices.json``), loaded into frozen dataclasse
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -165,12 +166,10 @@ def get_device(name: str) -> DeviceProfile:
         if key in (a.lower() for a in p.aliases):
             return p
     names = list(profiles) + [a for p in profiles.values() for a in p.aliases]
-    raise UnknownNameError(
-        "device",
-        name,
-        names,
-        hint="see `dna latency devices`, or pass a device file: --device path/to/board.json",
-    )
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    hint += "see `dna latency devices`, or pass a device file: --device path/to/board.json"
+    raise UnknownNameError("device", name, names, hint=hint)
 
 
 # --- user device files ---------------------------------------------------------------------------

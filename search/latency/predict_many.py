@@ -55,6 +55,7 @@ def predict_many(
     if found is None and encs:
         found = estimate_table(None, spec, include_published=False, networks=encs)
     info = estimate_info(spec)
+    warning = estimate_warning(spec)
     out: list[dict[str, Any]] = []
     any_estimated = False
     for m, n in nets:
@@ -69,8 +70,10 @@ def predict_many(
         else:
             assert found is not None
             row = {"model": n.name or m, **predict(found, n).to_dict()}
+        row["warning"] = None
         if row["estimated"]:
             row["estimate"] = info
+            row["warning"] = warning
             any_estimated = True
         out.append(
             {
@@ -82,4 +85,4 @@ def predict_many(
                 "input_size": spec.input_size,
             }
         )
-    return out, (estimate_warning(spec) if any_estimated else None)
+    return out, (warning if any_estimated else None)

@@ -147,3 +147,14 @@ def test_unknown_precision_and_unlisted_runtime_are_clear(tmp_path):
         resolve_spec(path, "tensorrt", precision="int8")
     with pytest.raises(UnknownNameError, match="runtime for device 'my-board'"):
         resolve_spec(path, "torch")
+
+
+def test_card_latency_note_quotes_the_held_out_error():
+    from dna_zoo.hub.card import parse_latency
+
+    spec = resolve_spec("jetson-orin-nano", "tensorrt", precision="fp16")
+    info = estimate_info(spec)
+    (lat,) = parse_latency({"ms": 12.0, "estimated": True, "device": "jetson-orin-nano", "estimate": info})
+    assert lat.source == "estimated"
+    assert f"mean {info['held_out_error']['mean_abs_pct_error']}%" in lat.note
+    assert info["measure_command"] in lat.note
