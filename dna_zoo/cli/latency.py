@@ -15,7 +15,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DeviceOpt = typer.Option("cpu", "--device", "-d", help="Device name or alias (see `dna latency devices`).")
+DeviceOpt = typer.Option(
+    "cpu",
+    "--device",
+    "-d",
+    help="Device name or alias (see `dna latency devices`), or a device file board.json.",
+)
 RuntimeOpt = typer.Option(
     None, "--runtime", "-r", help="onnxruntime (ort), torch, tensorrt (trt); default: the device's first."
 )

@@ -46,7 +46,7 @@ def search(
     ratings: Path | None = typer.Option(None, "--ratings", help="Ratings file from `dna supernet rate`."),
     latency_ms: float | None = typer.Option(None, "--latency-ms", help="Latency budget in milliseconds."),
     device: str | None = typer.Option(
-        None, "--device", help="Device of the latency table (cpu, jetson, ...)."
+        None, "--device", help="Device of the latency table (cpu, jetson, ...) or a device file board.json."
     ),
     runtime: str | None = typer.Option(
         None, "--runtime", help="Runtime of the latency table (onnxruntime, ...)."
