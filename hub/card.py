@@ -46,6 +46,21 @@ class Latency:
         }
 
 
+def estimate_note(est: Any) -> str:
+    """What an estimate's ``estimate`` sub-object says: held-out error and how to measure."""
+    if not isinstance(est, dict):
+        return ""
+    h = est.get("held_out_error") or {}
+    parts = [str(est.get("estimator", "estimated"))]
+    if h.get("mean_abs_pct_error") is not None:
+        parts.append(
+            f"held-out error on unseen {est.get('device_class')} devices: mean {h['mean_abs_pct_error']}%"
+        )
+    if est.get("measure_command"):
+        parts.append(f"measure: `{est['measure_command']}`")
+    return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class CardInfo:
     """Everything a card says; built by :mod:`dna_zoo.hub.push`."""

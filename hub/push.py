@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from dna_zoo.errors import ConfigError, DnaZooError, OutputExistsError, WeightsError
 from dna_zoo.hub import client
 from dna_zoo.hub.artifacts import LocalArtifact, find_artifacts, layout, read_manifest
-from dna_zoo.hub.card import CardInfo, Latency, build_card
+from dna_zoo.hub.card import CardInfo, Latency, build_card, estimate_note
 from dna_zoo.hub.config import hub_config, write_config
 from dna_zoo.hub.convert import CONFIG_NAME, WEIGHTS_NAME
 from dna_zoo.io import replace_dir, staging_dir
@@ -268,7 +268,7 @@ def _latencies(result: SearchResult | None, artifacts: list[LocalArtifact]) -> l
                 ms=lat.value,
                 source="estimated" if lat.estimated else "measured",
                 batch=int(d.get("batch", 1)),
-                note="predicted by the search from a per-layer latency table",
+                note=estimate_note(d.get("estimate")) if lat.estimated else "from a measured per-layer table",
             )
         )
     for a in artifacts:

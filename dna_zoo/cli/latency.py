@@ -15,7 +15,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DeviceOpt = typer.Option("cpu", "--device", "-d", help="Device name or alias (see `dna latency devices`).")
+DeviceOpt = typer.Option(
+    "cpu",
+    "--device",
+    "-d",
+    help="Device name or alias (see `dna latency devices`), or a device file board.json.",
+)
 RuntimeOpt = typer.Option(
     None, "--runtime", "-r", help="onnxruntime (ort), torch, tensorrt (trt); default: the device's first."
 )
@@ -247,7 +252,10 @@ def validate(
 
 @app.command("predict")
 def predict(
-    model: str = typer.Argument(..., help="Zoo name (dna_b) or a searched-net / encoding .json file."),
+    models: list[str] = typer.Argument(
+        ...,
+        help="Zoo names (dna_b), searched-net / encoding .json files, or layer-row network .json files.",
+    ),
     device: str = DeviceOpt,
     runtime: str | None = RuntimeOpt,
     precision: str = PrecisionOpt,
@@ -258,26 +266,22 @@ def predict(
     force: bool = ForceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """One network's predicted latency with a per-stage breakdown (estimated if the device has no table)."""
-    from dna_zoo.search.latency.cost import network_table
-    from dna_zoo.search.latency.estimate import estimate_warning
-    from dna_zoo.search.latency.predict import predict as run_predict
-    from dna_zoo.zoo import resolve_arch
+    """Networks' predicted latency (per-stage breakdown), estimated where the device has no table."""
+    from dna_zoo.search.latency.predict_many import predict_many
 
-    enc = resolve_arch(model)
     spec = _spec(device, runtime, precision, batch, input_size, threads)
-    table = network_table(spec, enc, force=force, path=table_path)
-    pred = run_predict(table, enc)
-    warning = estimate_warning(spec) if table.estimated else None
+    results, warning = predict_many(models, spec, table=table_path, force=force)
     if warning:
         _warn(warning)
     if json_out:
-        print_json({"model": enc.name or model, **pred.to_dict(), "warning": warning})
+        print_json(results)
         return
-    tag = " (ESTIMATED)" if pred.estimated else ""
-    print_table(
-        f"{enc.name or model}: predicted latency{tag}",
-        ["part", "ms"],
-        [(k, f"{v:.3f}") for k, v in pred.stages.items()] + [("total" + tag, f"{pred.total_ms:.3f}")],
-    )
-    console.print(f"[dim]{escape(pred.source)}; {escape(table.describe())}[/dim]")
+    for r in results:
+        tag = " (ESTIMATED)" if r["estimated"] else ""
+        stages = r.get("stages_ms") or {}
+        print_table(
+            f"{r['model']}: predicted latency{tag}",
+            ["part", "ms"],
+            [(k, f"{v:.3f}") for k, v in stages.items()] + [("total" + tag, f"{r['latency_ms']:.3f}")],
+        )
+        console.print(f"[dim]{escape(r['source'])}[/dim]")

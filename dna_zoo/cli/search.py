@@ -46,7 +46,7 @@ def search(
     ratings: Path | None = typer.Option(None, "--ratings", help="Ratings file from `dna supernet rate`."),
     latency_ms: float | None = typer.Option(None, "--latency-ms", help="Latency budget in milliseconds."),
     device: str | None = typer.Option(
-        None, "--device", help="Device of the latency table (cpu, jetson, ...)."
+        None, "--device", help="Device of the latency table (cpu, jetson, ...) or a device file board.json."
     ),
     runtime: str | None = typer.Option(
         None, "--runtime", help="Runtime of the latency table (onnxruntime, ...)."
@@ -137,10 +137,7 @@ def search(
     )  # fmt: skip
     lat = chosen.latency
     if lat is not None and lat.estimated:
-        err_console.print(
-            f"[yellow]warning:[/yellow] latency on '{device}' is ESTIMATED, not measured "
-            f"({lat.source}); measure a table on the device with `dna latency build --device {device}`"
-        )
+        err_console.print(f"[yellow]warning:[/yellow] {escape(lat.table.method['warning'])}")
     result = constrained_search(r, chosen.constraints, ratings_path=str(ratings))
     result.save(best_path)
     pareto_plot(result, plot_path)
@@ -174,6 +171,9 @@ def show_summary(s: dict) -> None:
     for c in s["costs"]:
         budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
         est = " ESTIMATED" if c["estimated"] else ""
+        held = (c.get("details") or {}).get("estimate", {}).get("held_out_error")
+        if held:
+            est += f", held-out error ±{held['mean_abs_pct_error']:.0f}% mean"
         rows.append((c["name"], escape(f"{_fmt(c['name'], c['value'])}{budget} ({c['source']}{est})")))
     rows += [
         ("params (analytic)", f"{s['params']:,}"),

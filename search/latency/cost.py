@@ -40,6 +40,7 @@ class LatencyCost(CostModel):
         self.table = table
         self.estimated = table.estimated
         self.source = table.source
+        self.estimate = table.method.get("estimate") if table.estimated else None
         self._scale = table.calibration.scale
         self._overhead = table.calibration.overhead_ms
 

@@ -13,6 +13,7 @@ Profiles are data (``dna_zoo/data/devices.json``), loaded into frozen dataclasse
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ class DeviceProfile:
     cpu_part_match: tuple[str, ...] = ()
     source: str = ""
     notes: str = ""
+    estimator_class: str | None = None  # phone-cpu | server-cpu | gpu | jetson-gpu (default: by kind)
 
     def check_runtime(self, runtime: str, precision: str) -> None:
         """Raise a clear error if this device does not run ``runtime`` at ``precision``."""
@@ -82,6 +84,7 @@ class DeviceProfile:
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs,
             "launch_overhead_us": self.launch_overhead_us,
             "source": self.source,
+            "class": self.estimator_class,
         }
 
 
@@ -120,6 +123,7 @@ def _load_profiles() -> dict[str, DeviceProfile]:
             cpu_part_match=tuple(p.lower() for p in d.get("cpu_part_match", ())),
             source=d.get("source", ""),
             notes=d.get("notes", ""),
+            estimator_class=d.get("class"),
         )
     return out
 
@@ -168,8 +172,17 @@ def inventory() -> dict[str, Any]:
 
 
 def get_device(name: str) -> DeviceProfile:
-    """A profile by name or alias. ``jetson`` is the detected Orin board when run on one."""
-    profiles = _load_profiles()
+    """THE resolution of a device: a built-in name or alias, or a device file (``board.json``).
+
+    ``jetson`` is the detected Orin board when run on one. A device file has the fields of a
+    built-in profile (see :func:`load_device_file`); once loaded, its profile is known by its
+    ``name`` for the rest of the process (tables and estimates refer to devices by name).
+    """
+    if _looks_like_path(name):
+        profile = load_device_file(name)
+        _user_profiles[profile.name] = profile
+        return profile
+    profiles = {**_load_profiles(), **_user_profiles}
     key = name.strip().lower()
     if key == "jetson":
         board = read_board()
@@ -180,10 +193,122 @@ def get_device(name: str) -> DeviceProfile:
     if key in profiles:
         return profiles[key]
     for p in profiles.values():
-        if key in p.aliases:
+        if key in (a.lower() for a in p.aliases):
             return p
     names = list(profiles) + [a for p in profiles.values() for a in p.aliases]
-    raise UnknownNameError("device", name, names, hint=f"known devices: {', '.join(profiles)}")
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    hint += "see `dna latency devices`, or pass a device file: --device path/to/board.json"
+    raise UnknownNameError("device", name, names, hint=hint)
+
+
+# --- user device files ---------------------------------------------------------------------------
+_user_profiles: dict[str, DeviceProfile] = {}
+KINDS = ("cpu", "gpu", "soc")
+ESTIMATOR_CLASSES = ("phone-cpu", "server-cpu", "gpu", "jetson-gpu")
+DEVICE_FILE_FIELDS = {
+    "name": "device name (lower case, no spaces), e.g. 'my-board'",
+    "kind": "cpu | gpu | soc (an SoC with an integrated GPU, e.g. a Jetson)",
+    "peak_gflops": "peak dense throughput per precision in GFLOP/s (GOP/s for int8), e.g. {'fp32': 1280}",
+    "memory_bandwidth_gbs": "memory bandwidth in GB/s (> 0)",
+    "runtimes": "runtimes the device runs, e.g. ['tensorrt', 'onnxruntime']",
+    "source": "where the figures come from (data sheet, URL)",
+}
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith(".json") or os.sep in name
+
+
+def _bad(path: str, field_name: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"device file {path}: field '{field_name}' {problem}",
+        hint=f"'{field_name}': {DEVICE_FILE_FIELDS.get(field_name, 'see README.md, Devices')}",
+    )
+
+
+def _positive(path: str, field_name: str, v: Any, *, zero_ok: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad(path, field_name, f"must be a number, got {v!r}")
+    if v < 0 or (v == 0 and not zero_ok):
+        raise _bad(path, field_name, f"must be {'>= 0' if zero_ok else '> 0'}, got {v}")
+    return float(v)
+
+
+def load_device_file(path: str | os.PathLike[str]) -> DeviceProfile:
+    """A user's device profile from JSON, validated: one clear error naming each bad field.
+
+    Required: ``name``, ``kind`` (cpu | gpu | soc), ``peak_gflops`` ({precision: GFLOP/s}),
+    ``memory_bandwidth_gbs``, ``runtimes``, ``source``. Optional: ``title``, ``aliases``,
+    ``launch_overhead_us`` (per-kernel dispatch cost, replaces the fitted one), ``class``
+    (estimator class: phone-cpu | server-cpu | gpu | jetson-gpu; default by kind), ``precisions``
+    ({runtime: [precision, ...]}; default: every precision of ``peak_gflops`` for each runtime),
+    ``threads``.
+    """
+    from dna_zoo.io import read_json
+    from dna_zoo.search.latency.runtimes import RUNTIMES, canonical_runtime
+
+    p = str(path)
+    d = read_json(p, what="device file", hint="a JSON file with the fields of a built-in device (README.md)")
+    if not isinstance(d, dict):
+        raise ConfigError(f"device file {p} must hold one JSON object")
+    for f in DEVICE_FILE_FIELDS:
+        if f not in d or d[f] in (None, "", [], {}):
+            raise _bad(p, f, "is missing")
+    name = d["name"]
+    if not isinstance(name, str) or not name.strip() or " " in name.strip():
+        raise _bad(p, "name", f"must be a name without spaces, got {name!r}")
+    if d["kind"] not in KINDS:
+        raise _bad(p, "kind", f"must be one of {', '.join(KINDS)}, got {d['kind']!r}")
+    peaks = d["peak_gflops"]
+    if not isinstance(peaks, dict):
+        raise _bad(p, "peak_gflops", "must be an object {precision: GFLOP/s}")
+    for prec, v in peaks.items():
+        if prec not in PRECISIONS:
+            raise _bad(p, f"peak_gflops.{prec}", f"is not a precision (known: {', '.join(PRECISIONS)})")
+        _positive(p, f"peak_gflops.{prec}", v)
+    bw = _positive(p, "memory_bandwidth_gbs", d["memory_bandwidth_gbs"])
+    launch = d.get("launch_overhead_us")
+    if launch is not None:
+        launch = _positive(p, "launch_overhead_us", launch, zero_ok=True)
+    if not isinstance(d["runtimes"], list) or not all(isinstance(r, str) for r in d["runtimes"]):
+        raise _bad(p, "runtimes", "must be a list of runtime names")
+    runtimes = []
+    for r in d["runtimes"]:
+        try:
+            runtimes.append(canonical_runtime(r))
+        except UnknownNameError as e:
+            raise _bad(p, "runtimes", f"names an unknown runtime '{r}' (known: {', '.join(RUNTIMES)})") from e
+    precisions = d.get("precisions") or {r: list(peaks) for r in runtimes}
+    if not isinstance(precisions, dict):
+        raise _bad(p, "precisions", "must be an object {runtime: [precision, ...]}")
+    for r, ps in precisions.items():
+        for prec in ps:
+            if prec not in peaks:
+                raise _bad(p, f"precisions.{r}", f"lists '{prec}', which peak_gflops does not give")
+    cls = d.get("class")
+    if cls is not None and cls not in ESTIMATOR_CLASSES:
+        raise _bad(p, "class", f"must be one of {', '.join(ESTIMATOR_CLASSES)}, got {cls!r}")
+    threads = d.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise _bad(p, "threads", f"must be a positive integer, got {threads!r}")
+    if not isinstance(d["source"], str):
+        raise _bad(p, "source", "must be a string")
+    return DeviceProfile(
+        name=name.strip().lower(),
+        title=str(d.get("title", name)),
+        kind=d["kind"],
+        runtimes=tuple(runtimes),
+        precisions={canonical_runtime(r): tuple(v) for r, v in precisions.items()},
+        aliases=tuple(str(a).lower() for a in d.get("aliases", ())),
+        threads=threads,
+        peak_gflops={k: float(v) for k, v in peaks.items()},
+        memory_bandwidth_gbs=bw,
+        launch_overhead_us=launch,
+        source=d["source"],
+        notes=str(d.get("notes", "")),
+        estimator_class=cls,
+    )
 
 
 # --- detection --------------------------------------------------------------------------------

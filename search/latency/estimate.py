@@ -1,4 +1,12 @@
-"""Roofline estimate of a latency table from a device's specs, for devices without a measured table.
+"""Estimated latency tables from a device's specs, for devices without a measured table.
+
+Named devices (phones, Jetsons, GPUs, a user's ``board.json``) get the calibrated estimator
+(:mod:`dna_zoo.search.latency.estimator`, fitted on public on-device measurements); every
+such table quotes the estimator's held-out error for the device's class
+(:func:`estimate_info`). Local devices (``cpu``, ``gpu``) keep the plain roofline below, with
+specs measured by a micro-benchmark: their measured tables are what to use there.
+
+The plain roofline:
 
 Each layer is split into the kernels a runtime launches (expand 1x1, depthwise kxk, SE
 pool / two FCs / scale, project 1x1, residual add; stem conv; head conv, pool,
@@ -16,11 +24,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from dna_zoo.arch import ArchEncoding
 from dna_zoo.complexity import make_divisible
 from dna_zoo.errors import ConfigError
 from dna_zoo.search.latency.devices import DeviceProfile, build_command, get_device, measure_local_specs
+from dna_zoo.search.latency.estimator.model import (
+    FEATURES,
+    coef_for,
+    device_class,
+    features,
+    shipped_params,
+    specs_for,
+)
+from dna_zoo.search.latency.estimator.network import Network, head_rows, kernels, layer_row, stem_rows
 from dna_zoo.search.latency.items import Item, items_for, network_items, published_networks
 from dna_zoo.search.latency.table import (
     ESTIMATED,
@@ -127,12 +145,98 @@ def item_ms(item: Item, roof: Roofline, *, batch: int = 1, num_classes: int = 10
     return t
 
 
-def estimate_warning(spec: TableSpec) -> str:
+def estimate_info(spec: TableSpec) -> dict[str, Any]:
+    """What an estimate for ``spec`` is: the estimator, the device class, its held-out error and
+    the command that measures the device for real (the ``estimate`` sub-object of outputs)."""
+    profile = get_device(spec.device)
+    command = build_command(spec.device, spec.runtime, spec.precision, input_size=spec.input_size)
+    if profile.local:
+        return {
+            "estimated": True,
+            "estimator": "roofline (uncalibrated; specs measured here)",
+            "device_class": None,
+            "held_out_error": None,
+            "measure_command": command,
+        }
+    cls = device_class(profile)
+    held = shipped_params().get(cls).held_out
+    return {
+        "estimated": True,
+        "estimator": "calibrated roofline v2 (fitted on public on-device measurements)",
+        "device_class": cls,
+        "held_out_error": {
+            "mean_abs_pct_error": round(held["mean_abs_pct_error"], 1),
+            "worst_setting_mean_abs_pct_error": round(held["worst_setting_mean_abs_pct_error"], 1),
+            "mean_spearman_rho": None
+            if held.get("mean_spearman_rho") is None
+            else round(held["mean_spearman_rho"], 3),
+            "method": held["method"],
+        },
+        "measure_command": command,
+    }
+
+
+def held_out_text(info: dict[str, Any]) -> str:
+    """E.g. ``held-out error on unseen phone-cpu devices: mean 21.7%, worst 33.5%``."""
+    h = info.get("held_out_error")
+    if not h:
+        return "no held-out error (uncalibrated roofline)"
     return (
-        f"latency for {spec.device} ({spec.runtime}, {spec.precision}) is a roofline ESTIMATE from the "
-        f"device's specs, not a measurement; to measure it, run on the device: "
-        f"{build_command(spec.device, spec.runtime, spec.precision, input_size=spec.input_size)}"
+        f"held-out error on unseen {info['device_class']} devices: mean {h['mean_abs_pct_error']:.1f}%, "
+        f"worst {h['worst_setting_mean_abs_pct_error']:.1f}%"
     )
+
+
+def estimate_warning(spec: TableSpec) -> str:
+    info = estimate_info(spec)
+    return (
+        f"latency for {spec.device} ({spec.runtime}, {spec.precision}) is an ESTIMATE from the "
+        f"device's specs ({info['estimator']}; {held_out_text(info)}), not a measurement; "
+        f"to measure it, run on the device: {info['measure_command']}"
+    )
+
+
+def item_rows(item: Item, *, in_chans: int = 3, num_classes: int = 1000) -> list[tuple[Any, ...]]:
+    """The estimator's layer rows of one table item."""
+    if item.kind == "stem":
+        return stem_rows(item.in_chs, item.out_chs, item.in_res)
+    if item.kind == "head":
+        return head_rows(item.in_chs, item.out_chs, item.in_res, num_classes)
+    assert item.layer is not None
+    return [layer_row(item.layer, item.in_chs, item.in_res)]
+
+
+def _v2_entries(
+    items: list[Item], spec: TableSpec, profile: DeviceProfile
+) -> tuple[dict[str, Entry], float, dict]:
+    params = shipped_params().get(device_class(profile))
+    specs = specs_for(profile, spec.precision)
+    coef = coef_for(params, specs)
+    unit = params.unit(specs)
+    entries = {}
+    for it in items:
+        x = features(
+            kernels(item_rows(it, num_classes=spec.num_classes)),
+            specs,
+            batch=spec.batch,
+            unit=unit,
+            per_inference=False,
+        )
+        entries[it.key] = Entry(float(x @ coef), 0.0, 0, ESTIMATED)
+    overhead = float(coef[FEATURES.index("per_inference")] * unit)
+    method = {
+        "kind": "calibrated-roofline-v2",
+        "device_class": params.device_class,
+        "coefficients": params.to_dict()["coef"],
+        "fixed_cost": params.fixed_cost,
+        "peak_gflops": specs.peak_gflops,
+        "vector_gflops": specs.vector_gflops,
+        "memory_bandwidth_gbs": specs.bandwidth_gbs,
+        "specs_source": profile.source,
+        "estimate": estimate_info(spec),
+        "warning": estimate_warning(spec),
+    }
+    return entries, overhead, method
 
 
 def estimate_table(
@@ -146,36 +250,63 @@ def estimate_table(
     """A table of roofline estimates for every entry of ``space`` (if given), DNA-a..d and
     ``networks``, marked estimated."""
     profile = get_device(spec.device)
-    roof = roofline or roofline_for(profile, spec.precision, threads=spec.threads)
+    roof = roofline or (
+        roofline_for(profile, spec.precision, threads=spec.threads) if profile.local else None
+    )
     if space is not None:
         items = items_for(space, spec, include_published=include_published, networks=networks)
     else:
         nets = list(networks) + (published_networks() if include_published else [])
         items = list({it.key: it for enc in nets for it in network_items(enc, spec)}.values())
-    entries = {
-        it.key: Entry(item_ms(it, roof, batch=spec.batch, num_classes=spec.num_classes), 0.0, 0, ESTIMATED)
-        for it in items
-    }
-    return LatencyTable(
-        spec=spec,
-        device_identity={
-            "name": profile.name,
-            "description": profile.title,
-            "details": {"source": roof.source},
-        },
-        runtime_version="n/a (estimated)",
-        entries=entries,
-        calibration=Calibration(1.0, 0.0, "none (roofline estimate)"),
-        estimated=True,
-        method={
+    if not profile.local and roofline is None:
+        entries, overhead, method = _v2_entries(items, spec, profile)
+        calibration = Calibration(1.0, overhead, "estimator v2: per-inference fixed cost")
+        source = profile.source
+    else:
+        entries = {
+            it.key: Entry(
+                item_ms(it, roof, batch=spec.batch, num_classes=spec.num_classes), 0.0, 0, ESTIMATED
+            )
+            for it in items
+        }
+        calibration = Calibration(1.0, 0.0, "none (roofline estimate)")
+        source = roof.source
+        method = {
             "kind": "roofline",
             "peak_gflops": roof.peak_gflops,
             "vector_gflops": roof.vector_gflops,
             "memory_bandwidth_gbs": roof.bandwidth_gbs,
             "launch_overhead_us": roof.launch_us,
             "specs_source": roof.source,
+            "estimate": estimate_info(spec),
             "warning": estimate_warning(spec),
+        }
+    return LatencyTable(
+        spec=spec,
+        device_identity={
+            "name": profile.name,
+            "description": profile.title,
+            "details": {"source": source},
         },
+        runtime_version="n/a (estimated)",
+        entries=entries,
+        calibration=calibration,
+        estimated=True,
+        method=method,
         library_versions=library_versions(),
         meta={"spaces": [{"name": space.name, "identity": space.identity}] if space else []},
     )
+
+
+def estimate_network_ms(net: Network, spec: TableSpec) -> float:
+    """Estimator v2's whole-network latency (ms) of a layer-row network on a named device."""
+    profile = get_device(spec.device)
+    if profile.local:
+        raise ConfigError(
+            f"layer-row networks are estimated for named devices only, not the local '{profile.name}'",
+            hint="use a zoo name / encoding file, or a named device (dna latency devices)",
+        )
+    params = shipped_params().get(device_class(profile))
+    specs = specs_for(profile, spec.precision)
+    x = features(kernels(net.rows), specs, batch=spec.batch, unit=params.unit(specs))
+    return float(x @ coef_for(params, specs))

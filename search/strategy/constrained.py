@@ -138,6 +138,9 @@ def _figure(m: CostModel, value: float, budget: float | None) -> CostFigure:
     if spec is not None and hasattr(spec, "to_dict"):
         details.update({k: v for k, v in spec.to_dict().items() if v is not None})
     details["input_size"] = m.input_size
+    estimate = getattr(m, "estimate", None)  # an estimated latency: estimator, held-out error, command
+    if isinstance(estimate, dict):
+        details["estimate"] = estimate
     return CostFigure(m.name, float(value), m.unit, str(m.source), bool(m.estimated), budget, details)
 
 

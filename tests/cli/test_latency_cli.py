@@ -163,7 +163,7 @@ def test_cli_corrupt_or_foreign_table(tmp_path):
 def test_cli_predict_estimated_for_jetson():
     r = invoke("latency", "predict", "dna_b", "--device", "jetson", "--precision", "fp16", "--json")
     assert r.exit_code == 0, r.output
-    data = json.loads(r.stdout)
+    (data,) = json.loads(r.stdout)  # one object per network
     assert data["estimated"] is True and data["latency_ms"] > 0
     assert (
         "dna latency build --device jetson-orin-nano --runtime tensorrt --precision fp16" in data["warning"]

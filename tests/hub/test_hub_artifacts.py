@@ -89,9 +89,10 @@ def test_with_onnx_exports_checks_and_pushes_the_artifact(hub, tmp_path):
     """`--with onnx` runs the real exporter (parity against torch on real images), then
     pushes the ONNX file with its manifest; the pulled file runs in ONNX Runtime."""
     import numpy as np
-    import onnxruntime as ort
     import timm
     import torch
+
+    from dna_zoo.export.ort import cpu_session
 
     result = write_search_result(tmp_path / "best.json")
     w = random_weights(tmp_path / "w.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
@@ -109,7 +110,7 @@ def test_with_onnx_exports_checks_and_pushes_the_artifact(hub, tmp_path):
     r = runner.invoke(app, ["hub", "pull", REPO, "--artifact", "onnx", "--out", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
     onnx_path = next((out / "onnx").glob("*.onnx"))
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path)  # respects ORT's shared pool if a latency build set it
     model = timm.create_model("dna_net", arch=tiny_encoding(), num_classes=10)
     from dna_zoo.weights import load_weights
 

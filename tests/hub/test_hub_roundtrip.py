@@ -273,7 +273,7 @@ def test_search_result_stores_no_local_path(hub):
 
 
 def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
-    import onnxruntime as ort
+    from dna_zoo.export.ort import cpu_session
 
     r = runner.invoke(
         app, ["hub", "pull", NET_REPO, "--artifact", "onnx", "--out", str(tmp_path / "o"), "--json"]
@@ -283,7 +283,7 @@ def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
     (art,) = data["artifacts"]
     assert art["format"] == "onnx" and art["parity"]["top1_agreement"] == 1.0
     assert Path(data["snapshot"]).is_relative_to(fresh_cache)
-    sess = ort.InferenceSession(art["path"], providers=["CPUExecutionProvider"])
+    sess = cpu_session(art["path"])  # respects ORT's shared pool if a latency build set it
     x = hub["x"][:1]
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     ref = reference_output("dna_net", hub["net_w"], x, num_classes=10)

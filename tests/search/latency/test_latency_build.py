@@ -215,7 +215,7 @@ def test_cli_validate_and_predict_on_a_built_table(built, tmp_path):
         app, ["latency", "predict", str(net), "--input-size", "32", "--table", str(path), "--json"]
     )
     assert r.exit_code == 0, r.output
-    pred = json.loads(r.stdout)
+    (pred,) = json.loads(r.stdout)  # one object per network
     assert pred["estimated"] is False and pred["warning"] is None
     assert set(pred["stages_ms"]) == {"stem", "stage 0", "stage 1", "stage 2", "head", "overhead"}
     assert sum(pred["stages_ms"].values()) == pytest.approx(pred["latency_ms"], abs=1e-3)

@@ -1,0 +1,159 @@
+"""Estimator v2: the shipped public data and parameters, the network rows, device files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dna_zoo.errors import ConfigError, UnknownNameError
+from dna_zoo.search.latency.build import resolve_spec
+from dna_zoo.search.latency.devices import get_device, known_devices
+from dna_zoo.search.latency.estimate import estimate_info, estimate_network_ms, estimate_table
+from dna_zoo.search.latency.estimator.model import CLASSES, device_class, shipped_params
+from dna_zoo.search.latency.estimator.network import Network, UnsupportedOpError, encoding_network
+from dna_zoo.search.latency.estimator.public import public_data
+from dna_zoo.search.latency.predict import predict
+from dna_zoo.zoo import resolve_arch
+
+BOARD = {
+    "name": "my-board",
+    "kind": "soc",
+    "peak_gflops": {"fp32": 1000, "fp16": 8000},
+    "memory_bandwidth_gbs": 60,
+    "runtimes": ["tensorrt", "onnxruntime"],
+    "source": "my board's data sheet",
+}
+
+
+def write_board(tmp_path, **changes):
+    d = {**BOARD, **changes}
+    d = {k: v for k, v in d.items() if v is not None}
+    p = tmp_path / "board.json"
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def test_public_data_every_device_has_a_profile_and_every_net_is_expressible():
+    data = public_data()
+    assert len(data.networks) > 1000 and {"ofa", "help"} <= set(data.sources)
+    used = {s.device for s in data.settings if s.device != "cpu"}  # OFA's Xeon model is not stated
+    for dev in used:
+        p = get_device(dev)
+        assert p.source and p.peak_gflops.get("fp32") and p.memory_bandwidth_gbs
+    for s in data.settings:
+        assert len(s.nets) == len(s.ms) and all(n in data.networks for n in s.nets)
+    # FBNet's grouped ops add a shuffle; h-swish + SE nets come from OFA: both kinds are present
+    rows = [r for n in data.networks.values() for r in n.rows]
+    assert any(r[0] == "mb" and r[10] == 2 for r in rows) and any(r[0] == "mb" and r[8] for r in rows)
+    assert any(r[0] == "mb" and r[7] == "hswish" for r in rows)
+
+
+def test_shipped_params_cover_every_class_and_quote_held_out_error():
+    params = shipped_params()
+    assert set(CLASSES) <= set(params.classes)
+    for cls in CLASSES:
+        h = params.get(cls).held_out
+        assert h["mean_abs_pct_error"] > 0 and h["settings"] >= 1 and "method" in h
+        assert all(v >= 0 for v in params.get(cls).coef.values())
+    assert params.meta["generated_by"] == "bench/latency_public.py"
+
+
+def test_shipped_phone_params_are_what_the_fit_gives():
+    """The data file is the fit's output, not hand-edited numbers."""
+    from dna_zoo.search.latency.estimator.fit import make_params, setting_data
+
+    data = public_data()
+    settings = [
+        s for s in data.settings if s.device != "cpu" and device_class(get_device(s.device)) == "phone-cpu"
+    ]
+    rows = setting_data(data, settings)
+    shipped = shipped_params().get("phone-cpu")
+    refit = make_params("phone-cpu", rows, fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops)
+    np.testing.assert_allclose(refit.vector(), shipped.vector(), rtol=1e-6, atol=1e-9)
+
+
+def test_unsupported_ops_are_named():
+    with pytest.raises(UnsupportedOpError, match="'attention'"):
+        Network("n", 32, (("attention", 8, 16, 16),))
+    with pytest.raises(UnsupportedOpError, match="activation gelu"):
+        Network("n", 32, (("conv", 32, 3, 16, 3, 1, 1, "gelu", 1),))
+
+
+@pytest.mark.parametrize("device", ["jetson-orin-nano", "cortex-a76", "rtx-2080-ti", "xeon-gold-6240"])
+def test_estimated_table_adds_up_to_the_whole_network_estimate(device):
+    prof = get_device(device)
+    spec = resolve_spec(device, prof.runtimes[0], precision="fp32", batch=2)
+    enc = resolve_arch("dna_b")
+    table = estimate_table(None, spec, include_published=False, networks=[enc])
+    assert table.estimated and table.method["kind"] == "calibrated-roofline-v2"
+    pred = predict(table, enc).total_ms
+    assert pred == pytest.approx(estimate_network_ms(encoding_network(enc), spec), rel=1e-9)
+    bigger = estimate_network_ms(encoding_network(resolve_arch("dna_d")), spec)
+    assert bigger > pred  # DNA-d has more work than DNA-b on every device
+    info = table.method["estimate"]
+    assert info["device_class"] == device_class(prof) and info["held_out_error"]["mean_abs_pct_error"] > 0
+    assert info["measure_command"].startswith(f"dna latency build --device {device}")
+
+
+def test_orin_family_and_super_mode_are_profiles():
+    devs = known_devices()
+    for name in (
+        "jetson-orin-nano",
+        "jetson-orin-nano-super",
+        "jetson-orin-nx",
+        "jetson-agx-orin",
+        "jetson-tx2",
+    ):
+        assert device_class(devs[name]) == "jetson-gpu"
+    assert devs["jetson-orin-nano-super"].peak_gflops["fp16"] > devs["jetson-orin-nano"].peak_gflops["fp16"]
+
+
+def test_device_file_gives_a_calibrated_estimate(tmp_path):
+    path = write_board(tmp_path)
+    prof = get_device(path)
+    assert prof.name == "my-board" and device_class(prof) == "jetson-gpu"
+    assert get_device("my-board") is prof  # known by name for the rest of the process
+    spec = resolve_spec(path, "tensorrt", precision="fp16")
+    assert spec.device == "my-board"
+    ms = estimate_network_ms(encoding_network(resolve_arch("dna_a")), spec)
+    assert ms > 0 and estimate_info(spec)["held_out_error"] is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"memory_bandwidth_gbs": None}, "memory_bandwidth_gbs"),
+        ({"memory_bandwidth_gbs": -3}, "memory_bandwidth_gbs"),
+        ({"peak_gflops": {"fp32": -1}}, "peak_gflops.fp32"),
+        ({"peak_gflops": {"fp64": 10}}, "peak_gflops.fp64"),
+        ({"source": None}, "source"),
+        ({"kind": "fpga"}, "kind"),
+        ({"runtimes": ["tensorflow"]}, "runtimes"),
+        ({"launch_overhead_us": -1}, "launch_overhead_us"),
+        ({"class": "tpu"}, "class"),
+    ],
+)
+def test_bad_device_file_names_the_field(tmp_path, changes, field):
+    path = write_board(tmp_path, **changes)
+    with pytest.raises(ConfigError, match=f"field '{field}'"):
+        get_device(path)
+
+
+def test_unknown_precision_and_unlisted_runtime_are_clear(tmp_path):
+    path = write_board(tmp_path)
+    with pytest.raises(ConfigError, match="precision 'int8'"):
+        resolve_spec(path, "tensorrt", precision="int8")
+    with pytest.raises(UnknownNameError, match="runtime for device 'my-board'"):
+        resolve_spec(path, "torch")
+
+
+def test_card_latency_note_quotes_the_held_out_error():
+    from dna_zoo.hub.card import estimate_note
+
+    spec = resolve_spec("jetson-orin-nano", "tensorrt", precision="fp16")
+    info = estimate_info(spec)
+    note = estimate_note(info)
+    assert f"mean {info['held_out_error']['mean_abs_pct_error']}%" in note
+    assert info["measure_command"] in note
