@@ -100,7 +100,8 @@ class FakeContext:
         if self.fail_execute:
             return False
         x = _view(self.addr["input"], self.shape, torch_dtype(self.e.dtypes["input"])).astype(np.float64)
-        out = _view(self.addr["output"], (self.shape[0], self.e.classes), torch_dtype(self.e.dtypes["output"]))
+        out_type = torch_dtype(self.e.dtypes["output"])
+        out = _view(self.addr["output"], (self.shape[0], self.e.classes), out_type)
         out[:] = x.reshape(self.shape[0], -1).sum(1)[:, None] + np.arange(self.e.classes)
         self.runs.append(self.shape[0])
         return True
@@ -197,7 +198,7 @@ def test_tensorrt_11_builds_strongly_typed_without_precision_flags():
     cfg = FakeConfig()
     apply_recipe(trt11, cfg, build_recipe(11, "fp32"))
     assert cfg.flags == set()
-    with pytest.raises(EngineError, match="no BuilderFlag.FP16"):  # a 10.x recipe on an 11.x module
+    with pytest.raises(EngineError, match=r"no BuilderFlag\.FP16"):  # a 10.x recipe on an 11.x module
         apply_recipe(trt11, FakeConfig(), build_recipe(10, "fp16"))
 
 
