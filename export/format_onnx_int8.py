@@ -59,8 +59,13 @@ def quantize_qdq(
     batches: list[np.ndarray],
     *,
     symmetric_activations: bool = False,
+    quantize_bias: bool = True,
 ) -> Path:
-    """Static QDQ quantization of an fp32 ONNX file (``symmetric_activations``: S8, for TensorRT)."""
+    """Static QDQ quantization of an fp32 ONNX file (``symmetric_activations``: S8, for TensorRT).
+
+    ``quantize_bias=False`` keeps biases in float (ONNX Runtime quantizes them to int32 by
+    default, and TensorRT's ONNX parser rejects int32 ``DequantizeLinear`` inputs).
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -90,7 +95,11 @@ def quantize_qdq(
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
+            extra_options={
+                "ActivationSymmetric": symmetric_activations,
+                "WeightSymmetric": True,
+                "QuantizeBias": quantize_bias,
+            },
         )
     except DnaZooError:
         raise

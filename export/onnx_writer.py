@@ -151,3 +151,46 @@ def replicate_graph(src: Path, k: int, dst: Path) -> Path:
     model = helper.make_model(graph, opset_imports=m.opset_import, ir_version=m.ir_version)
     onnx.save(model, str(dst))
     return dst
+
+
+def is_fp16_graph(path: Path) -> bool:
+    """Whether the graph at ``path`` carries fp16 weights (as :func:`convert_fp16` writes)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """An fp16 copy of the fp32 graph at ``src`` with fp32 inputs and outputs kept.
+
+    ONNX Runtime's converter (``onnxruntime.transformers.float16``, ``keep_io_types``) adds
+    the input casts after the nodes that read them, so the nodes are put back in
+    topological order before the file is checked and written. TensorRT 11 builds
+    strongly typed networks only: an FP16 engine comes from a graph like this one.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from dna_zoo.io import atomic_write_bytes
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    _sort_topologically(model.graph)
+    onnx.checker.check_model(model)
+    atomic_write_bytes(Path(dst), model.SerializeToString())
+    return Path(dst)
+
+
+def _sort_topologically(graph) -> None:
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            raise DnaZooError("the fp16 graph has a cycle or a dangling input; cannot order its nodes")
+        for n in ready:
+            known.update(n.output)
+        ordered += ready
+        pending = [n for n in pending if all(n is not r for r in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)

@@ -228,6 +228,8 @@ class RetrainConfig:
     max_steps_per_epoch: int | None = None
     eval_max_batches: int | None = None
     num_workers: int = 0
+    #: mixed precision (``torch.autocast`` + gradient scaler) when training on a GPU
+    amp: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -412,7 +414,12 @@ def retrain(
             model, device_ids=[world.device.index] if world.device.type == "cuda" else None
         )
 
-    identity = {"arch": enc.to_dict(), "config": asdict(cfg), "num_classes": num_classes, "world": world.size}
+    use_amp = cfg.amp and world.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    run_config = asdict(cfg)
+    if not use_amp:
+        run_config.pop("amp")  # no effect off the GPU: CPU checkpoints of older runs still resume
+    identity = {"arch": enc.to_dict(), "config": run_config, "num_classes": num_classes, "world": world.size}
     ckpt_path = out / CHECKPOINT
     start_step, history = 0, []
     if ckpt_path.exists():
@@ -430,6 +437,8 @@ def retrain(
         optimizer.load_state_dict(ck["optimizer"])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         start_step, history = int(ck["step"]), json.loads(ck["history"])
         log.info("resuming %s at step %d", out, start_step)
     out.mkdir(parents=True, exist_ok=True)
@@ -442,6 +451,7 @@ def retrain(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "ema": ema.state_dict() if ema is not None else {},
+            "scaler": scaler.state_dict() if scaler is not None else {},
             "step": step,
             "history": json.dumps(history),
         }
@@ -470,19 +480,28 @@ def retrain(
             target = y
             if mixup is not None:
                 x, target = mixup(x, y)
-            logits = train_model(x)
-            loss = criterion(logits, target)
-            if teacher is not None and cfg.kd_alpha > 0:
-                with torch.no_grad():
-                    t_logits = teacher(x)
-                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * _kd_loss(
-                    logits, t_logits, cfg.kd_temperature
-                )
+            with torch.autocast(world.device.type, enabled=use_amp):
+                logits = train_model(x)
+                loss = criterion(logits, target)
+                if teacher is not None and cfg.kd_alpha > 0:
+                    with torch.no_grad():
+                        t_logits = teacher(x)
+                    loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * _kd_loss(
+                        logits.float(), t_logits.float(), cfg.kd_temperature
+                    )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if cfg.clip_grad:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                optimizer.step()
             step += 1
             scheduler.step_update(num_updates=step)
             if ema is not None:

@@ -452,8 +452,12 @@ def measure_local_specs(profile: DeviceProfile, *, threads: int | None = None) -
         n = 1024 if dev == "cpu" else 4096
         a = torch.randn(n, n, device=dev)
         b = torch.randn(n, n, device=dev)
-        flops = _best_rate(lambda: torch.mm(a, b), 2 * n**3, dev)
-        peak = {"fp32": flops / 1e9}
+        peak = {"fp32": _mm_rate(a, b, dev, tf32=False) / 1e9}
+        if dev == "cuda":  # tensor cores: measured, not assumed (fp16 is ~15x fp32 on an H100)
+            peak["tf32"] = _mm_rate(a, b, dev, tf32=True) / 1e9
+            peak["fp16"] = _mm_rate(a.half(), b.half(), dev) / 1e9
+            if torch.cuda.is_bf16_supported():
+                peak["bf16"] = _mm_rate(a.bfloat16(), b.bfloat16(), dev) / 1e9
         m = 32 * 2**20 if dev == "cpu" else 512 * 2**20
         src = torch.empty(m // 4, device=dev)
         dst = torch.empty_like(src)
@@ -462,7 +466,21 @@ def measure_local_specs(profile: DeviceProfile, *, threads: int | None = None) -
         launch = _best_rate(lambda: tiny.add_(1), 1, dev)
     finally:
         torch.set_num_threads(old_threads)
-    return MeasuredSpecs(peak, bw / 1e9, 1e6 / launch, f"measured here ({dev} sgemm {n}x{n}, copy)")
+    kinds = "sgemm" if dev == "cpu" else "sgemm, TF32, half and bf16 gemm"
+    return MeasuredSpecs(peak, bw / 1e9, 1e6 / launch, f"measured here ({dev} {kinds} {n}x{n}, copy)")
+
+
+def _mm_rate(a, b, dev: str, *, tf32: bool | None = None) -> float:
+    """FLOP/s of ``torch.mm(a, b)``; ``tf32`` sets whether fp32 matmuls may use TF32 (CUDA)."""
+    import torch
+
+    old = torch.backends.cuda.matmul.allow_tf32
+    if tf32 is not None and dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        return _best_rate(lambda: torch.mm(a, b), 2 * a.shape[0] * a.shape[1] * b.shape[1], dev)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def _best_rate(fn, work: float, dev: str) -> float:

@@ -73,13 +73,26 @@ class Roofline:
         return (max(compute, memory) + self.launch_us * 1e-6) * 1e3
 
 
+def local_dense_peak(measured: dict[str, float], precision: str, *, gpu: bool) -> float:
+    """Dense peak (GFLOP/s) of a local device at ``precision`` from its measured gemm rates:
+    half / bf16 gemm on a GPU (tensor cores), TF32 for fp32 where cuDNN convolutions may use
+    it (torch's default), else the fp32 gemm rate."""
+    import torch
+
+    if gpu and precision in measured:
+        if precision == "fp32" and "tf32" in measured and torch.backends.cudnn.allow_tf32:
+            return measured["tf32"]
+        return measured[precision]
+    if gpu and precision in ("fp16", "bf16"):
+        return measured.get("fp16", measured["fp32"])
+    return measured["fp32"]
+
+
 def roofline_for(profile: DeviceProfile, precision: str, *, threads: int | None = None) -> Roofline:
     """The device's roofline: published specs, or for a local device a short micro-benchmark."""
     if profile.local:
         m = measure_local_specs(profile, threads=threads)
-        peak = m.peak_gflops["fp32"] * (
-            2.0 if precision in ("fp16", "bf16") and profile.kind == "gpu" else 1.0
-        )
+        peak = local_dense_peak(m.peak_gflops, precision, gpu=profile.kind == "gpu")
         return Roofline(
             peak,
             m.peak_gflops["fp32"],

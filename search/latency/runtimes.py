@@ -10,13 +10,21 @@ the module once, synchronously, the way that runtime really runs it:
   allocation or copy of outputs is timed).
 - ``torch``: eager PyTorch, the baseline runtime (CPU threads fixed, or CUDA).
 - ``torch-compile``: the same module through ``torch.compile`` (inductor); compiled and
-  warmed up while preparing, so compile time is never timed.
+  warmed up while preparing, so compile time is never timed. A table compiles hundreds of
+  modules through one ``forward``: dynamo's recompile limits are raised for that, and
+  hitting one is an error (never a silent fall back to eager).
 - ``tensorrt``: an engine built from the same ONNX by the export toolchain's builder
-  (:func:`dna_zoo.export.trt.build_plan`), run with ``execute_async_v3``; imported lazily.
+  (:func:`dna_zoo.export.trt.build_plan`; no auxiliary streams, so the ``k`` copies of a
+  layer run one after another as in a real net; one timing cache per table), run through
+  :class:`dna_zoo.export.trt.EngineSession`; imported lazily.
+
+The caller's module is never changed: a runtime that needs another device or dtype works
+on a copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -221,28 +229,90 @@ class TorchEager(Runtime):
             raise ConfigError("torch fp16 latency needs a GPU", hint="use --precision fp32 or bf16 on CPU")
         if dev == "cpu" and self.options.threads:
             torch.set_num_threads(self.options.threads)
-        module = module.eval().to(dev, dtype)
+        module = _moved(module, dev, dtype).eval()
         xs = [x.to(dev, dtype) for x in inputs]
         sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
         if self.compiled:
-            module = _compile(module, xs)
+            module = compile_module(module, xs)
 
         def run() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), _recompile_limit_is_an_error():
                 module(*xs)
             sync()
 
         return run
 
 
-def _compile(module, xs: Sequence):
-    """``torch.compile`` (static shapes), run once so the compile cost is paid here."""
+def _moved(module, device: str, dtype):
+    """``module`` on ``device`` in ``dtype``: a copy unless it is there already (the caller's
+    module is not moved or cast in place); train/eval mode is set on what is returned."""
+    import copy
+
     import torch
 
+    tensors = list(module.parameters()) + list(module.buffers())
+    here = all(t.device == torch.device(device) for t in tensors) and all(
+        t.dtype == dtype for t in tensors if t.is_floating_point()
+    )
+    if here and not module.training:
+        return module
+    return copy.deepcopy(module).to(device, dtype)
+
+
+#: dynamo recompile limits while latency tables compile (one module per entry, same forward)
+COMPILE_RECOMPILE_LIMIT = 100_000
+
+
+def raise_compile_limits(limit: int = COMPILE_RECOMPILE_LIMIT) -> None:
+    """Let dynamo compile ``limit`` variants of one ``forward``, and make hitting a limit an
+    error (by default dynamo then runs the rest eagerly, with only a log line). Settings of
+    ``torch._dynamo.config``; the names of older torch releases are set where they exist."""
+    import torch._dynamo.config as cfg
+
+    for name in (
+        "recompile_limit",
+        "cache_size_limit",
+        "accumulated_recompile_limit",
+        "accumulated_cache_size_limit",
+    ):
+        if hasattr(cfg, name):
+            setattr(cfg, name, int(limit))
+    for name in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"):
+        if hasattr(cfg, name):
+            setattr(cfg, name, True)
+
+
+class RecompileLimitError(DnaZooError, RuntimeError):
+    """dynamo hit a recompile limit: the rest would have run eagerly, timing the wrong thing."""
+
+
+@contextlib.contextmanager
+def _recompile_limit_is_an_error():
     try:
-        compiled = torch.compile(module, dynamic=False)
-        with torch.inference_mode():
+        yield
+    except Exception as e:
+        if type(e).__name__ not in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit"):
+            raise
+        raise RecompileLimitError(
+            f"torch.compile hit dynamo's recompile limit: {str(e).strip().splitlines()[0][:200]}",
+            hint="the remaining entries would run eagerly; build the table in fewer entries per process",
+        ) from e
+
+
+def compile_module(
+    module, xs: Sequence, *, backend: str = "inductor", recompile_limit: int = COMPILE_RECOMPILE_LIMIT
+):
+    """``torch.compile`` (static shapes), run once so the compile cost is paid here; dynamo's
+    recompile limits are ``recompile_limit`` and hitting one is a :class:`RecompileLimitError`."""
+    import torch
+
+    raise_compile_limits(recompile_limit)
+    try:
+        compiled = torch.compile(module, dynamic=False, backend=backend)
+        with torch.inference_mode(), _recompile_limit_is_an_error():
             compiled(*xs)
+    except DnaZooError:
+        raise
     except Exception as e:  # inductor needs a working C++ toolchain on CPU
         raise DnaZooError(
             f"torch.compile failed: {str(e).strip().splitlines()[0][:200]}",
@@ -281,7 +351,10 @@ class TorchCompiledGPU(TorchCompiled, TorchEagerGPU):
 
 
 class TensorRT(OnnxRuntimeBase):
-    """TensorRT engines built from ONNX (NVIDIA's documented Python API, TensorRT 10)."""
+    """TensorRT engines built from ONNX (NVIDIA's documented Python API, TensorRT 10 and 11)."""
+
+    #: the timing cache every engine of one table shares (in the table's work folder)
+    TIMING_CACHE = "tensorrt.timing.cache"
 
     name = "tensorrt"
     package = "tensorrt"
@@ -302,28 +375,24 @@ class TensorRT(OnnxRuntimeBase):
     def prepare_onnx(self, path: Path, inputs: Sequence) -> Runner:
         import torch
 
-        from dna_zoo.export.trt import build_plan, deserialize_engine
+        from dna_zoo.export.trt import EngineSession, build_plan, deserialize_engine
 
         trt = require("tensorrt", extra="trt", purpose="TensorRT latency tables")
-        plan = build_plan(path, fp16=self.options.precision == "fp16", workspace_gib=1.0)
+        plan = build_plan(
+            path,
+            precision=self.options.precision,
+            workspace_gib=1.0,
+            timing_cache=path.parent / self.TIMING_CACHE,
+            max_aux_streams=0,  # copies of a layer must not overlap on auxiliary streams
+        )
         engine = deserialize_engine(plan, path.name)
-        context = engine.create_execution_context()
         dev = torch.device("cuda", self.options.device_index)
-        buffers = {}
-        feeds = iter(inputs)
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                t = next(feeds).to(dev, torch.float32).contiguous()
-            else:
-                t = torch.empty(tuple(engine.get_tensor_shape(name)), device=dev, dtype=torch.float32)
-            buffers[name] = t
-            context.set_tensor_address(name, t.data_ptr())
-        stream = torch.cuda.Stream(device=dev)
+        session = EngineSession(engine, trt=trt, device=dev, stream=torch.cuda.Stream(device=dev))
+        buffers = session.bind(list(inputs))
+        torch.cuda.synchronize(dev)  # the inputs are on the device before the first run
 
-        def run(context=context, engine=engine, buffers=buffers) -> None:
-            context.execute_async_v3(stream.cuda_stream)
-            stream.synchronize()
+        def run(session=session, buffers=buffers) -> None:
+            session.execute()
 
         return run
 

@@ -9,6 +9,7 @@ a function of the step), so the set of parameters with gradients is the same on 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ import torch
 import torch.distributed as dist
 
 from dna_zoo.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,30 @@ def setup(device: str | None = None) -> World:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"device '{device}' is not supported here", hint="use cpu or cuda")
     if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+        dev = rank_device(dev, local_rank, size)
         torch.cuda.set_device(dev)
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(**process_group_options(dev))
     if dist.is_initialized():
         rank, size = dist.get_rank(), dist.get_world_size()
     return World(rank, size, local_rank, dev)
+
+
+def rank_device(dev: torch.device, local_rank: int, size: int) -> torch.device:
+    """The GPU of this rank: ``cuda:LOCAL_RANK`` under torchrun with more than one rank (a
+    ``cuda:N`` asked for would put every rank on GPU N), else ``cuda:N`` / ``cuda:LOCAL_RANK``."""
+    if size > 1:
+        if dev.index is not None and dev.index != local_rank:
+            log.warning("%s ignored with %d ranks: rank %d uses cuda:%d", dev, size, local_rank, local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cuda", local_rank if dev.index is None else dev.index)
+
+
+def process_group_options(dev: torch.device) -> dict[str, Any]:
+    """``init_process_group`` arguments: NCCL bound to this rank's GPU (``device_id``), or gloo."""
+    if dev.type == "cuda":
+        return {"backend": "nccl", "device_id": dev}
+    return {"backend": "gloo"}
 
 
 def barrier(world: World) -> None:

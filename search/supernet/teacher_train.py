@@ -70,13 +70,15 @@ def default_teacher_path(model: str, *, input_size: int, epochs: int, seed: int,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, source, *, batch_size: int = 256, channels_last: bool = True) -> float:
-    """Top-1 accuracy (%) of ``model`` on a :class:`~dna_zoo.search.supernet.data.DataSource`."""
+    """Top-1 accuracy (%) of ``model`` on a :class:`~dna_zoo.search.supernet.data.DataSource`
+    (on the device the model is on)."""
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dev = next(model.parameters()).device
     acc = TopKAccuracy()
     for start in range(0, len(source), batch_size):
         x, y = source.batch(range(start, min(len(source), start + batch_size)))
-        acc.update(model(x.contiguous(memory_format=fmt)), y)
+        acc.update(model(x.to(dev).contiguous(memory_format=fmt)).float().cpu(), y)
     return acc.percent()[0]
 
 
@@ -107,8 +109,13 @@ def train_teacher(
     eval_limit: int | None = None,
     force: bool = False,
     progress: Reporter | None = None,
+    device: str | None = None,
+    amp: bool = True,
 ) -> TeacherResult:
-    """Train ``model`` (any timm name) on the built-in Fashion-MNIST and save its weights."""
+    """Train ``model`` (any timm name) on the built-in Fashion-MNIST and save its weights.
+
+    ``device``: ``cuda`` where a GPU is usable, else ``cpu`` (default); on a GPU with
+    ``amp`` the forward pass runs under ``torch.autocast`` with a gradient scaler."""
     import timm
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
@@ -144,7 +151,12 @@ def train_teacher(
         **({"arch": src.arch} if src.arch is not None and src.timm_name == "dna_net" else {}),
     )
     _zero_init_residuals(net)
-    net = net.to(memory_format=torch.channels_last)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA GPU is available", hint="use --device cpu")
+    use_amp = amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    net = net.to(dev, memory_format=torch.channels_last)
     per_epoch = ShardSampler.batches_per_epoch(len(train), batch_size)
     if per_epoch < 1:
         raise ConfigError(f"{len(train)} images are fewer than one batch of {batch_size}")
@@ -169,19 +181,24 @@ def train_teacher(
             x, y = train.batch(idx)
             flip = torch.rand(len(x), generator=gen) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            loss = F.cross_entropy(
-                net(x.contiguous(memory_format=torch.channels_last)), y, label_smoothing=0.1
-            )
+            x, y = x.to(dev).contiguous(memory_format=torch.channels_last), y.to(dev)
+            with torch.autocast(dev.type, enabled=use_amp):
+                loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             step += 1
             sched.step_update(step)
         log.info("teacher epoch %d: loss %.4f", epoch + 1, float(loss.detach()))
     acc = evaluate(net, test)
     seconds = time.perf_counter() - t0
     save_safetensors(
-        net.to(memory_format=torch.contiguous_format).state_dict(),
+        net.to("cpu", memory_format=torch.contiguous_format).state_dict(),
         path,
         metadata={
             "model": model,

@@ -92,7 +92,8 @@ def test_torch_compile_runtime_times_the_compiled_module(tmp_path):
         entry = measure_item(item, spec, rt, tmp_path, timing=QUICK, copies=2)
     finally:
         torch.compile = real
-    assert calls == [{"dynamic": False}] * 2  # the 1-copy and the k-copy models, both compiled
+    # the 1-copy and the k-copy models, both compiled
+    assert calls == [{"dynamic": False, "backend": "inductor"}] * 2
     assert entry.source == "measured" and entry.runs == 9 and entry.median_ms >= 0
     assert "inductor" in rt.version()
 
