@@ -26,6 +26,8 @@ from dna_zoo.errors import UnknownNameError
 from dna_zoo.weights import checkpoint_filter_fn, read_state_dict
 
 HF_ORG = "dna-zoo"
+#: The architecture ``dna_net`` builds when given none.
+DEFAULT_NET_ARCH = "dna_b"
 LICENSE = "apache-2.0"
 
 
@@ -164,15 +166,12 @@ def dna_net(
 
     ``arch`` is an :class:`ArchEncoding`, its dict form, a JSON string, or a JSON file (a
     search result works as is). Hub repos of searched nets store it in
-    ``config.json`` ``model_args``, so ``hf-hub:`` names rebuild them.
+    ``config.json`` ``model_args``, so ``hf-hub:`` names rebuild them. Without ``arch`` it
+    is DNA-b's architecture (untrained), so timm's generic "build every entry with
+    defaults" works for it like for any registered model.
     """
-    if arch is None:
-        from dna_zoo.errors import ArchitectureError
-
-        raise ArchitectureError(
-            "dna_net needs an architecture", hint="pass arch=<encoding dict, JSON or file>"
-        )
-    return create_dna_model("dna_net", load_encoding(arch), pretrained, **kwargs)
+    enc = published_encoding(DEFAULT_NET_ARCH) if arch is None else load_encoding(arch)
+    return create_dna_model("dna_net", enc, pretrained, **kwargs)
 
 
 PUBLISHED = ("dna_a", "dna_b", "dna_c", "dna_d")
