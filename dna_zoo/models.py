@@ -23,6 +23,7 @@ from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 
 from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.errors import UnknownNameError
+from dna_zoo.pretrained import fetch_hub_weights
 from dna_zoo.weights import checkpoint_filter_fn, read_state_dict
 
 HF_ORG = "dna-zoo"
@@ -99,11 +100,27 @@ def _model_kwargs(enc: ArchEncoding, kwargs: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _default_hub_id(variant: str, kwargs: dict[str, Any]) -> str | None:
+    """The Hub repo timm would download ``variant``'s weights from (None: no registered weights)."""
+    from timm.models import get_pretrained_cfg
+
+    if kwargs.get("pretrained_cfg") is not None:
+        return None  # the caller chose a config; timm resolves it
+    cfg = get_pretrained_cfg(variant, allow_unregistered=True)
+    return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+
+
 def create_dna_model(
     variant: str, enc: ArchEncoding, pretrained: bool = False, **kwargs: Any
 ) -> EfficientNet | EfficientNetFeatures:
     """Build a DNA-family network through timm's ``build_model_with_cfg``."""
     overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    hub_id = overlay.get("hf_hub_id") or _default_hub_id(variant, kwargs)
+    if pretrained and hub_id and not (overlay.get("file") or overlay.get("state_dict")):
+        # Resolve the Hub file here: from the cache or after one fast check, never timm's
+        # ~40 s of retries per file when the Hub cannot be reached.
+        overlay = {**overlay, "file": str(fetch_hub_weights(variant, hub_id))}
+        kwargs["pretrained_cfg_overlay"] = overlay
     if pretrained and overlay.get("file") and not overlay.get("state_dict"):
         # Read local files with our safe reader so a corrupt or unsafe file is a clear error.
         sd = read_state_dict(overlay["file"])
