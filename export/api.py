@@ -9,6 +9,7 @@ any work, runs the format's exporter in a staging folder, completes the manifest
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 import re
@@ -34,7 +35,7 @@ from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.registry import ExportFormat, get_format
 from dna_zoo.io import atomic_write_json, sha256_file
 from dna_zoo.progress import Reporter, reporter_or_null
-from dna_zoo.zoo import ModelSource, build_model, resolve_source
+from dna_zoo.zoo import ModelSource, build_model, recorded_inputs, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,10 @@ def export_artifact(
     spec_fmt.check_options(options)
     opts = ExportOptions.create(options)
     src = resolve_source(model_spec)
+    recorded = recorded_inputs(src.spec, weights) if src.arch is not None else None
+    if opts.data is None and recorded is not None and recorded.images is not None:
+        # a net from our pipeline is checked on images of the data it was trained on
+        opts = dataclasses.replace(opts, data=str(recorded.images))
     if weights is not None and not Path(weights).is_file():
         raise WeightsError(f"weights file {weights} does not exist")
     out_dir = Path(out_dir)
@@ -186,6 +191,8 @@ def export_artifact(
             manifest["files"] = file_entries(art.files)
             manifest["source"] = source_record(src, weights)
             manifest["preprocess"] = cfg
+            if recorded is not None and recorded.source is not None:
+                manifest["preprocess_source"] = str(recorded.source)
             manifest["options"] = {k: v for k, v in options.items()}
             manifest["versions"] = library_versions()
             manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor() or None}

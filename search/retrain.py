@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+SAMPLES = "samples"  # a few eval images of the training data, next to the weights
 
 
 @dataclass(frozen=True)
@@ -358,8 +359,11 @@ def retrain(
         save_safetensors(
             sd, weights, metadata={"format": "pt", "arch": enc.name or "dna_net", "top1": f"{top1:.2f}"}
         )
+        data_info = {**getattr(eval_set, "normalization", {}), **(data_info or {})}
+        if hasattr(eval_set, "save_images"):  # real images of this data, for the export's parity check
+            eval_set.save_images(out / SAMPLES)
         write_config(
-            cfg_path, enc, num_classes=num_classes, in_chans=in_chans, data_info=data_info or {},
+            cfg_path, enc, num_classes=num_classes, in_chans=in_chans, data_info=data_info,
             train={
                 **asdict(cfg), "steps": step, "seconds": round(seconds, 1), "world_size": world.size,
                 "teacher": getattr(teacher, "pretrained_cfg", {}).get("architecture") if teacher else None,
@@ -399,6 +403,7 @@ def write_config(
         },
         "dna_zoo": {
             "data": {k: v for k, v in data_info.items() if k != "classes"},
+            **({"samples": SAMPLES} if (path.parent / SAMPLES).is_dir() else {}),
             "train": train,
             "metrics": metrics,
         },
