@@ -213,6 +213,20 @@ def latest_search_result(root: Path | None = None) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def recorded_target(result: Path) -> dict[str, Any]:
+    """Device, runtime and precision a search result was searched for (empty if it says none)."""
+    import json
+
+    try:
+        data = json.loads(Path(result).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    lat = data.get("predicted_latency") if isinstance(data, dict) else None
+    if not isinstance(lat, dict):
+        return {}
+    return {k: lat[k] for k in ("device", "runtime", "precision") if isinstance(lat.get(k), str)}
+
+
 def no_model_error() -> ConfigError:
     return ConfigError(
         "no model named and no search result here (runs/*/best.json)",

@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 8
 TRT_HINT = (
-    "TensorRT needs `pip install dna-zoo[trt]` and an NVIDIA GPU; "
-    "or pass --onnx-only to get the ONNX file and the trtexec line"
+    "building an engine needs `pip install dna-zoo[trt]` and an NVIDIA GPU; without them, "
+    "add --onnx-only: it writes the TensorRT-ready ONNX (checked against torch) and prints the exact "
+    "trtexec line that builds the engine on the device"
 )
 
 
