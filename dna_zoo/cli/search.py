@@ -49,9 +49,19 @@ def search(
         None, "--device", help="Device of the latency table (cpu, jetson, ...)."
     ),
     runtime: str | None = typer.Option(
-        None, "--runtime", help="Runtime of the latency table (onnxruntime, ...)."
+        None,
+        "--runtime",
+        help="Runtime of the latency table [the device's first: TensorRT on a Jetson, onnxruntime on cpu].",
     ),
-    precision: str = typer.Option("fp32", "--precision", help="Precision of the latency table."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="Precision of the latency table [fp16 with TensorRT (a Jetson), else fp32]."
+    ),
+    objective: str | None = typer.Option(
+        None,
+        "--objective",
+        help="What to maximise: rating (the --ratings file), prior (ImageNet prior shipped with dna-zoo, "
+        "predicted top-1) or macs [rating with --ratings, else prior].",
+    ),
     batch: int = typer.Option(1, "--batch", help="Batch size of the latency table."),
     threads: int | None = typer.Option(None, "--threads", help="Threads of the latency table."),
     force_table: bool = typer.Option(
@@ -77,7 +87,9 @@ def search(
         "--data",
         help="Run the whole pipeline on this data ('builtin' or a folder) instead of --ratings.",
     ),
-    space: str = typer.Option("small", "--space", help="[pipeline] search space: small, default or a .json."),
+    space: str | None = typer.Option(
+        None, "--space", help="Search space: small, default or a .json [pipeline: small; else default]."
+    ),
     teacher: str = typer.Option("efficientnet_b0", "--teacher", help="[pipeline] teacher (timm name)."),
     teacher_weights: str | None = typer.Option(
         None, "--teacher-weights", help="[pipeline] teacher weights (default: trained on the built-in data)."
@@ -93,7 +105,12 @@ def search(
     """Find the lowest-rated network within the budgets; write best.json and pareto.png.
 
     With --ratings: search a ratings file. With --data: run the whole pipeline (teacher,
-    supernet, rating, latency table, search, retrain) in a resumable run directory.
+    supernet, rating, latency table, search, retrain) in a resumable run directory. With
+    neither: the paper's default space at 224 px / 1000 classes, maximising the ImageNet prior
+    that ships with dna-zoo (predicted top-1 with its leave-one-out error), in a new runs/search-N.
+
+    On a Jetson the latency is TensorRT fp16 by default (the device's first runtime; fp16
+    wherever that is TensorRT); elsewhere the device's first runtime at fp32.
     """
     from dna_zoo.search.ratings import Ratings
     from dna_zoo.search.strategy.constrained import Constraint, constrained_search
@@ -106,19 +123,26 @@ def search(
         from dna_zoo.search.pipeline import Budgets, PipelineConfig
 
         cfg = PipelineConfig(
-            data=data, space=space, teacher=teacher, teacher_weights=teacher_weights,
+            data=data, space=space or "small", teacher=teacher, teacher_weights=teacher_weights,
             input_size=input_size or 32, supernet_epochs=epochs, retrain_epochs=retrain_epochs,
             baseline=baseline, num_classes=num_classes or 10,
             budgets=Budgets(
-                latency_ms=latency_ms, device=device, runtime=runtime, precision=precision, threads=threads,
+                latency_ms=latency_ms, device=device, runtime=runtime, precision=precision or "fp32",
+                threads=threads,
                 macs=None if macs is None else parse_budget(macs, what="MACs"),
                 params=None if params is None else parse_budget(params, what="params"),
             ),
         )  # fmt: skip
         run_and_report(out or Path("runs/search"), cfg, quiet=quiet, json_out=json_out)
         return
-    if ratings is None:
-        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json, or --data builtin")
+    from dna_zoo.search.strategy.objective import check_objective
+
+    objective = check_objective(objective or ("rating" if ratings is not None else "prior"))
+    if ratings is None and objective == "rating":
+        raise ConfigError(
+            "--objective rating needs a ratings file",
+            hint="pass --ratings runs/s1/ratings.json, or --objective prior (the ImageNet prior)",
+        )
     input_size = input_size or 224
     num_classes = 1000 if num_classes is None else num_classes
     if input_size < 8 or num_classes < 0:
@@ -130,13 +154,26 @@ def search(
         raise ConfigError(
             "give at least one budget", hint="--latency-ms 20 --device cpu, --macs 400M or --params 5M"
         )
-    out_dir = out if out is not None else Path(ratings).parent
+    if out is not None:
+        out_dir = out
+    elif ratings is not None:
+        out_dir = Path(ratings).parent
+    else:
+        out_dir = new_run_dir(Path("runs"), "search")
     best_path, plot_path = out_dir / "best.json", out_dir / "pareto.png"
     if not force:
         for p in (best_path, plot_path):
             if p.exists():
                 raise OutputExistsError(p)
-    r = Ratings.load(ratings)
+    from dna_zoo.search.space import get_space
+    from dna_zoo.search.strategy.objective import macs_ratings, prior_ratings, prior_search
+
+    r = Ratings.load(ratings) if ratings is not None else None
+    search_space = r.space if r is not None else get_space(space or "default")
+    if objective == "macs":
+        r = macs_ratings(search_space)
+    elif objective == "prior":
+        r = prior_ratings(search_space)  # a first linearisation; prior_search refines it
     kw = dict(input_size=input_size, num_classes=num_classes)
     constraints = []
     if latency_ms is not None:
@@ -144,6 +181,8 @@ def search(
             raise ConfigError(f"the latency budget must be positive, got {latency_ms} ms")
         if not device:
             raise ConfigError("a latency budget needs a device", hint="add --device cpu (or jetson, ...)")
+        runtime = runtime or default_runtime(device)
+        precision = precision or default_precision(device, runtime)
         model = latency_model(
             r.space, device=device, runtime=runtime, precision=precision, batch=batch,
             input_size=input_size, threads=threads, force=force_table,
@@ -160,7 +199,35 @@ def search(
         )
     if params is not None:
         constraints.append(Constraint(ParamsCost(r.space, **kw), parse_budget(params, what="params")))
-    result = constrained_search(r, constraints, ratings_path=str(ratings))
+    from dna_zoo.search.strategy.knapsack import InfeasibleBudgetError
+
+    try:
+        if objective == "prior":
+            result, r, _ = prior_search(search_space, lambda rr: constrained_search(rr, constraints))
+        else:
+            path = None if ratings is None else str(ratings)
+            result = constrained_search(r, constraints, ratings_path=path)
+    except InfeasibleBudgetError as e:
+        smallest = e.smallest.get("latency")
+        if latency_ms is None or smallest is None or smallest <= latency_ms:
+            raise
+        estimated = ", estimated" if getattr(model, "estimated", False) else ""
+        where = f"{device} ({runtime} {precision}{estimated})"
+        raise InfeasibleBudgetError(
+            f"no network of the space fits {latency_ms:g} ms on {where}: "
+            f"the smallest achievable latency there is {smallest:.3f} ms",
+            smallest=e.smallest,
+            hint=f"raise --latency-ms to at least {smallest:.3f}",
+        ) from e
+    from dna_zoo.search.prior import predict_top1
+
+    pred = predict_top1(result.arch)
+    result.meta["objective"] = objective
+    result.meta["imagenet_prior"] = {
+        "top1": pred.top1, "loo_rmse": pred.loo_rmse, "extrapolated": pred.extrapolated,
+        "protocol": "DNA's 500-epoch ImageNet retraining", "text": pred.text(),
+    }  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
     result.save(best_path)
     pareto_plot(result, plot_path)
     summary = summarize(result, best_path, plot_path)
@@ -168,6 +235,39 @@ def search(
         print_json(summary)
         return
     show_summary(summary)
+
+
+def new_run_dir(root: Path, prefix: str) -> Path:
+    """``root/<prefix>-N`` for the first N not taken (not created here)."""
+    n = 1
+    while (root / f"{prefix}-{n}").exists():
+        n += 1
+    return root / f"{prefix}-{n}"
+
+
+def default_runtime(device: str) -> str:
+    from dna_zoo.search.latency.devices import get_device
+
+    return get_device(device).runtimes[0]
+
+
+def default_precision(device: str, runtime: str) -> str:
+    """fp16 where the runtime is TensorRT and the device runs it at fp16 (a Jetson), else fp32."""
+    from dna_zoo.search.latency.devices import get_device
+
+    supported = get_device(device).precisions.get(runtime, ())
+    return "fp16" if runtime == "tensorrt" and "fp16" in supported else "fp32"
+
+
+def zoo_fits(result) -> list[str]:
+    """The published DNA models within every budget of the search, by the same cost models."""
+    budgets = {c.name: c.budget for c in result.costs if c.budget is not None}
+    fits = []
+    for ref in result.references:
+        values = [ref.costs.get(name) for name in budgets]
+        if all(v is not None and v <= budgets[name] for v, name in zip(values, budgets, strict=True)):
+            fits.append(ref.name)
+    return fits
 
 
 def latency_model(space, **kwargs):
@@ -195,12 +295,21 @@ def summarize(result, best_path: Path, plot_path: Path) -> dict:
         "input_size": result.input_size,
         "front_points": len(result.front),
         "references": [ref.to_dict() for ref in result.references],
+        "zoo_fits": zoo_fits(result),
+        "objective": result.meta.get("objective", "rating"),
+        "imagenet_prior": result.meta.get("imagenet_prior"),
         "seconds": result.meta.get("seconds", {}),
     }
 
 
 def show_summary(s: dict) -> None:
-    rows = [("rating", f"{s['rating']:.5f}")]
+    rows = []
+    if s["objective"] == "rating":
+        rows.append(("rating", f"{s['rating']:.5f}"))
+    else:
+        rows.append(("objective", s["objective"]))
+    if s.get("imagenet_prior"):
+        rows.append(("predicted ImageNet top-1", escape(s["imagenet_prior"]["text"])))
     for c in s["costs"]:
         budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
         est = " ESTIMATED" if c["estimated"] else ""
@@ -210,6 +319,7 @@ def show_summary(s: dict) -> None:
         ("MACs conv+linear", f"{s['macs']['conv_linear'] / 1e6:.1f}M at {s['input_size']}px"),
         ("MACs all", f"{s['macs']['all'] / 1e6:.1f}M (conv+linear plus BN/activation elements)"),
         ("Pareto front", f"{s['front_points']} networks along {s['costs'][0]['name']}"),
+        ("zoo models within budget", ", ".join(s["zoo_fits"]) or "none of DNA-a..d"),
         ("solver time", f"{sum(s['seconds'].values()):.3f} s"),
     ]
     print_table("dna search: chosen network", ["", "value"], rows)

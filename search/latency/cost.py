@@ -86,6 +86,6 @@ def latency_cost_model(
     if found is None:
         from dna_zoo.search.latency.estimate import estimate_table
 
-        found = estimate_table(space, spec, include_published=False)
+        found = estimate_table(space, spec, include_published=True)  # DNA-a..d on the same axis
         logger.warning(found.method["warning"])
     return LatencyCost(space, found)
