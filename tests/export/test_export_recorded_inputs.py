@@ -96,6 +96,18 @@ def test_export_of_a_32px_net_checks_at_32px_on_its_own_data(tmp_path):
     assert pre["mean"] == pytest.approx([FASHION_MNIST_MEAN] * 3)
     assert par["images"] == str(out / "samples") and par["n_images"] == 16 and par["passed"]
     assert art.manifest["preprocess_source"] == str(out / "config.json")
+    # the model card of that net states the same input size as the manifest
+    from typer.testing import CliRunner
+
+    from dna_zoo.cli.main import app
+
+    card_dir = tmp_path / "card"
+    r = CliRunner().invoke(app, ["hub", "push", str(out / "config.json"), "--weights", str(weights), "--repo",
+                                 "acme/tiny-net", "--artifacts", str(tmp_path / "onnx"), "--dry-run",
+                                 "--out", str(card_dir)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    card = (card_dir / "README.md").read_text()
+    assert "| input size | 3x32x32 |" in card and "3x224x224" not in card
     # the samples are the data the net was evaluated on: same tensors as the dataset gives
     x = torch.tensor(image_set(out / "samples", pre).x)
     ref = torch.stack([val.dataset[i][0] for i in range(16)])
