@@ -60,6 +60,20 @@ class WeightsError(DnaZooError, ValueError):
     """A weights file that is missing, corrupt, unsafe, or does not fit the model."""
 
 
+class WeightsUnavailableError(DnaZooError, OSError):
+    """Pretrained weights that cannot be had (offline, Hub unreachable, repo or file missing).
+
+    An ``OSError`` like huggingface_hub's own errors, so existing handlers keep working.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, repo_id: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.repo_id = repo_id
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+
 class ConfigError(DnaZooError, ValueError):
     """Invalid options or settings given by the user."""
 

@@ -119,6 +119,14 @@ def check_format(
     return int(found)
 
 
+def new_run_dir(root: str | os.PathLike[str], prefix: str) -> Path:
+    """``root/<prefix>-N`` for the first N not taken (not created here)."""
+    n = 1
+    while (Path(root) / f"{prefix}-{n}").exists():
+        n += 1
+    return Path(root) / f"{prefix}-{n}"
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

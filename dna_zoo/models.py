@@ -23,9 +23,12 @@ from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 
 from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.errors import UnknownNameError
+from dna_zoo.pretrained import fetch_hub_weights
 from dna_zoo.weights import checkpoint_filter_fn, read_state_dict
 
 HF_ORG = "dna-zoo"
+#: The architecture ``dna_net`` builds when given none.
+DEFAULT_NET_ARCH = "dna_b"
 LICENSE = "apache-2.0"
 
 
@@ -103,11 +106,27 @@ def model_kwargs(enc: ArchEncoding, kwargs: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _default_hub_id(variant: str, kwargs: dict[str, Any]) -> str | None:
+    """The Hub repo timm would download ``variant``'s weights from (None: no registered weights)."""
+    from timm.models import get_pretrained_cfg
+
+    if kwargs.get("pretrained_cfg") is not None:
+        return None  # the caller chose a config; timm resolves it
+    cfg = get_pretrained_cfg(variant, allow_unregistered=True)
+    return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+
+
 def create_dna_model(
     variant: str, enc: ArchEncoding, pretrained: bool = False, **kwargs: Any
 ) -> EfficientNet | EfficientNetFeatures:
     """Build a DNA-family network through timm's ``build_model_with_cfg``."""
     overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    hub_id = overlay.get("hf_hub_id") or _default_hub_id(variant, kwargs)
+    if pretrained and hub_id and not (overlay.get("file") or overlay.get("state_dict")):
+        # Resolve the Hub file here: from the cache or after one fast check, never timm's
+        # ~40 s of retries per file when the Hub cannot be reached.
+        overlay = {**overlay, "file": str(fetch_hub_weights(variant, hub_id))}
+        kwargs["pretrained_cfg_overlay"] = overlay
     if pretrained and overlay.get("file") and not overlay.get("state_dict"):
         # Read local files with our safe reader so a corrupt or unsafe file is a clear error.
         sd = read_state_dict(overlay["file"])
@@ -170,12 +189,9 @@ def dna_net(
 
     ``arch`` is an :class:`ArchEncoding`, its dict form, a JSON string, or a JSON file (a
     search result works as is). Hub repos of searched nets store it in
-    ``config.json`` ``model_args``, so ``hf-hub:`` names rebuild them.
+    ``config.json`` ``model_args``, so ``hf-hub:`` names rebuild them. Without ``arch`` it
+    is DNA-b's architecture (untrained), so timm's generic "build every entry with
+    defaults" works for it like for any registered model.
     """
-    if arch is None:
-        from dna_zoo.errors import ArchitectureError
-
-        raise ArchitectureError(
-            "dna_net needs an architecture", hint="pass arch=<encoding dict, JSON or file>"
-        )
-    return create_dna_model("dna_net", load_encoding(arch), pretrained, **kwargs)
+    enc = published_encoding(DEFAULT_NET_ARCH) if arch is None else load_encoding(arch)
+    return create_dna_model("dna_net", enc, pretrained, **kwargs)

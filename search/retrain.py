@@ -119,6 +119,8 @@ class RetrainOutput:
     top1: float | None
     metrics: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    #: folder (beside config.json) of a few eval images of the training data: export's parity images
+    samples: str | None = None
     version: int = RETRAIN_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +147,7 @@ class RetrainOutput:
                 "format": RETRAIN_FORMAT,
                 "version": RETRAIN_VERSION,
                 "data": self.data.to_dict(),
+                **({"samples": self.samples} if self.samples else {}),
                 "train": self.train,
                 "metrics": {"top1": self.top1, **self.metrics},
             },
@@ -187,6 +190,7 @@ class RetrainOutput:
                 top1=None if top1 is None else float(top1),
                 metrics=metrics,
                 train=dict(section["train"]),
+                samples=section.get("samples"),
                 version=version,
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -200,6 +204,9 @@ class RetrainOutput:
         p = Path(path)
         p = p / CONFIG if p.is_dir() else p
         return cls.from_dict(read_json(p, what="retrain output", hint=_REDO), origin=str(p))
+
+
+SAMPLES = "samples"  # a few eval images of the training data, next to the weights
 
 
 @dataclass(frozen=True)
@@ -535,6 +542,8 @@ def retrain(
         save_safetensors(
             sd, weights, metadata={"format": "pt", "arch": enc.name or "dna_net", "top1": f"{top1:.2f}"}
         )
+        if hasattr(eval_set, "save_images"):  # real images of this data, for the export's parity check
+            eval_set.save_images(out / SAMPLES)
         write_config(
             cfg_path, enc, num_classes=num_classes, in_chans=in_chans,
             data_info=data_info or unknown_data(in_chans),
@@ -557,7 +566,10 @@ def write_config(
     """Write the retrain output's ``config.json`` (see :class:`RetrainOutput`)."""
     metrics = dict(metrics)
     top1 = metrics.pop("top1", None)
-    out = RetrainOutput(enc, num_classes, in_chans, data_info, top1, metrics=metrics, train=train)
+    samples = SAMPLES if (Path(path).parent / SAMPLES).is_dir() else None
+    out = RetrainOutput(
+        enc, num_classes, in_chans, data_info, top1, metrics=metrics, train=train, samples=samples
+    )
     return out.save(path)
 
 

@@ -65,7 +65,8 @@ def export(
     json_out: bool = JsonOpt,
 ) -> None:
     """Export a model to a checked artifact (parity with torch on real images, manifest beside it)."""
-    from dna_zoo.export.api import export_artifact, latest_search_result, no_model_error
+    from dna_zoo.export.api import export_artifact, latest_search_result, no_model_error, recorded_target
+    from dna_zoo.export.registry import get_format
 
     if model is None:
         found = latest_search_result()
@@ -74,6 +75,12 @@ def export(
         model = str(found)
         if not json_out:
             console.print(f"exporting the latest search result: {model}")
+    target = recorded_target(Path(model)) if model.endswith(".json") else {}
+    if get_format(fmt).name == "engine" and not (half or int8) and target.get("precision") == "fp16":
+        half = True  # the precision the net was searched for (its latency was predicted at fp16)
+        if not json_out:
+            device = target.get("device", "its device")
+            console.print(f"{model} was searched for {device} at fp16: exporting fp16")
     options = _given(
         batch=batch, dynamic=dynamic, dynamic_size=dynamic_size, input_size=input_size, opset=opset,
         data=data, tolerance=tolerance, threads=threads, calib=calib, calib_size=calib_size, int8=int8,

@@ -135,6 +135,38 @@ def push(
             console.print(f"  {f}", highlight=False)
 
 
+@app.command("release")
+def release_cmd(
+    folder: Path = typer.Argument(..., help="Folder with the original DNA_a.pth.tar .. DNA_d.pth.tar."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write the four upload folders; upload nothing."),
+    formats: str = typer.Option(
+        "onnx,openvino,trt-onnx", "--formats", help="Artifacts to export and push with each model."
+    ),
+    min_top1: float = typer.Option(
+        0.25, "--min-top1", help="Refuse a checkpoint below this top-1 on the built-in ImageNet images."
+    ),
+    no_latency: bool = typer.Option(False, "--no-latency", help="Do not time the artifacts."),
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Publish DNA-a..d from the authors' checkpoints: convert (strict), check on real ImageNet
+    images, export ONNX / OpenVINO / TensorRT-ready ONNX with parity and CPU latency, push the
+    four timm repos with full cards. Resumable: run it again after a failure."""
+    from dna_zoo.hub.release import release
+
+    _quiet_hub(quiet or json_out)
+    say = (lambda msg: None) if (quiet or json_out) else (lambda msg: console.print(msg, highlight=False))
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    done = release(folder, dry_run=dry_run, formats=fmts, min_top1=min_top1, latency=not no_latency, say=say)
+    if json_out:
+        print_json([m.to_dict() for m in done])
+        return
+    for m in done:
+        top1 = "not checked (unlabelled images)" if m.top1 is None else f"{m.top1:.0%} on {m.n_images} images"
+        where = f"wrote {m.pushed['out']}" if dry_run else f"pushed {m.repo_id} (commit {m.pushed['commit']})"
+        console.print(f"{m.name}: top-1 {top1}; {len(m.artifacts)} artifacts; {where}", highlight=False)
+
+
 @app.command("pull")
 def pull(
     repo: str = typer.Argument(..., help="Hub repo id, ORG/name."),

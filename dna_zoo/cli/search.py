@@ -49,9 +49,19 @@ def search(
         None, "--device", help="Device of the latency table (cpu, jetson, ...) or a device file board.json."
     ),
     runtime: str | None = typer.Option(
-        None, "--runtime", help="Runtime of the latency table (onnxruntime, ...)."
+        None,
+        "--runtime",
+        help="Runtime of the latency table [the device's first: TensorRT on a Jetson, onnxruntime on cpu].",
     ),
-    precision: str = typer.Option("fp32", "--precision", help="Precision of the latency table."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="Precision of the latency table [fp16 with TensorRT (a Jetson), else fp32]."
+    ),
+    objective: str | None = typer.Option(
+        None,
+        "--objective",
+        help="What to maximise: rating (the --ratings file), prior (ImageNet prior shipped with dna-zoo, "
+        "predicted top-1) or macs [rating with --ratings, else prior].",
+    ),
     batch: int = typer.Option(1, "--batch", help="Batch size of the latency table."),
     threads: int | None = typer.Option(None, "--threads", help="Threads of the latency table."),
     force_table: bool = typer.Option(
@@ -77,7 +87,9 @@ def search(
         "--data",
         help="Run the whole pipeline on this data ('builtin' or a folder) instead of --ratings.",
     ),
-    space: str = typer.Option("small", "--space", help="[pipeline] search space: small, default or a .json."),
+    space: str | None = typer.Option(
+        None, "--space", help="Search space: small, default or a .json [pipeline: small; else default]."
+    ),
     teacher: str = typer.Option("efficientnet_b0", "--teacher", help="[pipeline] teacher (timm name)."),
     teacher_weights: str | None = typer.Option(
         None, "--teacher-weights", help="[pipeline] teacher weights (default: trained on the built-in data)."
@@ -93,24 +105,31 @@ def search(
     """Find the lowest-rated network within the budgets; write best.json and pareto.png.
 
     With --ratings: search a ratings file. With --data: run the whole pipeline (teacher,
-    supernet, rating, latency table, search, retrain) in a resumable run directory.
+    supernet, rating, latency table, search, retrain) in a resumable run directory. With
+    neither: the paper's default space at 224 px / 1000 classes, maximising the ImageNet prior
+    that ships with dna-zoo (predicted top-1 with its leave-one-out error), in a new runs/search-N.
+
+    On a Jetson the latency is TensorRT fp16 by default (the device's first runtime; fp16
+    wherever that is TensorRT); elsewhere the device's first runtime at fp32.
     """
+    from dna_zoo.io import new_run_dir
     from dna_zoo.search.ratings import Ratings
-    from dna_zoo.search.strategy.budgets import Budgets, budget_constraints
-    from dna_zoo.search.strategy.constrained import constrained_search
+    from dna_zoo.search.space import get_space
+    from dna_zoo.search.strategy.budgets import Budgets
+    from dna_zoo.search.strategy.objective import default_setting, search_objective
     from dna_zoo.search.strategy.plot import pareto_plot
 
     if data is not None and ratings is not None:
         raise ConfigError("give --ratings or --data, not both")
-    if data is None and ratings is None:
-        raise ConfigError("no ratings given", hint="pass --ratings runs/s1/ratings.json, or --data builtin")
     if data is None:
         input_size = input_size or 224
         num_classes = 1000 if num_classes is None else num_classes
         if input_size < 8 or num_classes < 0:
             raise ConfigError(f"invalid input size {input_size} / number of classes {num_classes}")
+    if latency_ms is not None and device:
+        runtime, precision = default_setting(device, runtime, precision)
     budgets = Budgets(
-        latency_ms=latency_ms, device=device, runtime=runtime, precision=precision, threads=threads,
+        latency_ms=latency_ms, device=device, runtime=runtime, precision=precision or "fp32", threads=threads,
         macs=None if macs is None else parse_budget(macs, what="MACs"),
         params=None if params is None else parse_budget(params, what="params"),
     )  # fmt: skip
@@ -118,27 +137,33 @@ def search(
         from dna_zoo.search.pipeline import PipelineConfig
 
         cfg = PipelineConfig(
-            data=data, space=space, teacher=teacher, teacher_weights=teacher_weights,
+            data=data, space=space or "small", teacher=teacher, teacher_weights=teacher_weights,
             input_size=input_size or 32, supernet_epochs=epochs, retrain_epochs=retrain_epochs,
             baseline=baseline, num_classes=num_classes or 10, budgets=budgets,
         )  # fmt: skip
         run_and_report(out or Path("runs/search"), cfg, quiet=quiet, json_out=json_out)
         return
-    out_dir = out if out is not None else Path(ratings).parent
+    if out is not None:
+        out_dir = out
+    elif ratings is not None:
+        out_dir = Path(ratings).parent
+    else:
+        out_dir = new_run_dir(Path("runs"), "search")
     best_path, plot_path = out_dir / "best.json", out_dir / "pareto.png"
     if not force:
         for p in (best_path, plot_path):
             if p.exists():
                 raise OutputExistsError(p)
-    r = Ratings.load(ratings)
-    chosen = budget_constraints(
-        r, budgets, input_size=input_size, num_classes=num_classes, batch=batch,
-        mac_convention=mac_convention, force_table=force_table,
+    r = Ratings.load(ratings) if ratings is not None else None
+    found = search_objective(
+        budgets, ratings=r, ratings_path=None if ratings is None else str(ratings), objective=objective,
+        space=r.space if r is not None else get_space(space or "default"), input_size=input_size,
+        num_classes=num_classes, batch=batch, mac_convention=mac_convention, force_table=force_table,
     )  # fmt: skip
-    lat = chosen.latency
+    lat = found.constraints.latency
     if lat is not None and lat.estimated:
         err_console.print(f"[yellow]warning:[/yellow] {escape(lat.table.method['warning'])}")
-    result = constrained_search(r, chosen.constraints, ratings_path=str(ratings))
+    result = found.result
     result.save(best_path)
     pareto_plot(result, plot_path)
     summary = summarize(result, best_path, plot_path)
@@ -149,6 +174,8 @@ def search(
 
 
 def summarize(result, best_path: Path, plot_path: Path) -> dict:
+    from dna_zoo.search.result import zoo_fits
+
     return {
         "best": str(best_path),
         "plot": str(plot_path),
@@ -162,12 +189,21 @@ def summarize(result, best_path: Path, plot_path: Path) -> dict:
         "input_size": result.input_size,
         "front_points": len(result.front),
         "references": [ref.to_dict() for ref in result.references],
+        "zoo_fits": zoo_fits(result),
+        "objective": result.meta.get("objective", "rating"),
+        "imagenet_prior": result.meta.get("imagenet_prior"),
         "seconds": result.meta.get("seconds", {}),
     }
 
 
 def show_summary(s: dict) -> None:
-    rows = [("rating", f"{s['rating']:.5f}")]
+    rows = []
+    if s["objective"] == "rating":
+        rows.append(("rating", f"{s['rating']:.5f}"))
+    else:
+        rows.append(("objective", s["objective"]))
+    if s.get("imagenet_prior"):
+        rows.append(("predicted ImageNet top-1", escape(s["imagenet_prior"]["text"])))
     for c in s["costs"]:
         budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
         est = " ESTIMATED" if c["estimated"] else ""
@@ -180,6 +216,7 @@ def show_summary(s: dict) -> None:
         ("MACs conv+linear", f"{s['macs']['conv_linear'] / 1e6:.1f}M at {s['input_size']}px"),
         ("MACs all", f"{s['macs']['all'] / 1e6:.1f}M (conv+linear plus BN/activation elements)"),
         ("Pareto front", f"{s['front_points']} networks along {s['costs'][0]['name']}"),
+        ("zoo models within budget", ", ".join(s["zoo_fits"]) or "none of DNA-a..d"),
         ("solver time", f"{sum(s['seconds'].values()):.3f} s"),
     ]
     print_table("dna search: chosen network", ["", "value"], rows)

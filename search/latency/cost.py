@@ -143,7 +143,7 @@ def latency_cost_for(
         return LatencyCost(space, built), {"table": "built", **info}
     from dna_zoo.search.latency.estimate import estimate_table
 
-    estimated = estimate_table(space, spec, include_published=False)
+    estimated = estimate_table(space, spec, include_published=True)  # DNA-a..d on the same axis
     logger.warning(estimated.method["warning"])
     return LatencyCost(space, estimated), {"table": "estimated", **info}
 

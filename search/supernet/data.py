@@ -148,6 +148,25 @@ class FashionMNIST(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def normalization(self) -> dict[str, list[float]]:
+        """Per-channel mean and std this dataset normalises with (recorded with trained nets)."""
+        return {"mean": [FASHION_MNIST_MEAN] * self.in_chans, "std": [FASHION_MNIST_STD] * self.in_chans}
+
+    def save_images(self, folder: str | Path, count: int = 16) -> list[Path]:
+        """The first ``count`` images as PNG files (at ``input_size``, before normalisation),
+        named ``<index>_<label>.png``: what a trained net is checked on after export."""
+        from PIL import Image
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = []
+        for i in range(min(count, len(self))):
+            path = folder / f"{i:03d}_{int(self.labels[i])}.png"
+            Image.fromarray(self.images[i].numpy(), mode="L").save(path)
+            out.append(path)
+        return out
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         x = (self.images[index].float() / 255.0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
         return x.expand(self.in_chans, -1, -1).contiguous(), int(self.labels[index])

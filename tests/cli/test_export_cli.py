@@ -144,3 +144,28 @@ def test_benchmark_table_json_plot(tmp_path):
     assert (tmp_path / "benchmark-test_efficientnet.png").stat().st_size > 1000
     bad = runner.invoke(app, ["benchmark", "dna_b", "--formats", "torch,onxx", "--out", str(tmp_path)])
     assert "did you mean onnx?" in one_error_line(bad)
+
+
+def test_trt_as_typed_right_after_a_jetson_search(tmp_path, monkeypatch):
+    """`dna export --format trt` after `dna search ... --device jetson`: names the result it took;
+    without TensorRT one line pointing at --onnx-only; --onnx-only exports at the searched fp16."""
+    from search_helpers import write_ratings
+
+    monkeypatch.chdir(tmp_path)
+    ratings = write_ratings(tmp_path / "runs" / "s1" / "ratings.json", "small")
+    r = runner.invoke(app, ["search", "--ratings", str(ratings), "--latency-ms", "20", "--device", "jetson",
+                            "--runtime", "tensorrt", "--precision", "fp16", "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    best = json.loads((tmp_path / "runs" / "s1" / "best.json").read_text())
+    r = runner.invoke(app, ["export", "--format", "trt"])
+    assert "runs/s1/best.json" in r.stdout
+    line = one_error_line(r)
+    assert "pip install dna-zoo[trt]" in line and "--onnx-only" in line and "trtexec line" in line
+    assert files_in(tmp_path / "exports") == []
+    r = runner.invoke(app, ["export", "--format", "trt", "--onnx-only", "--no-latency"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads(next((tmp_path / "exports").glob("*.manifest.json")).read_text())
+    assert manifest["onnx_only"] and manifest["source"]["model"] == "best.json"  # by name: no local path
+    assert manifest["preprocess"]["input_size"] == [3, best["input_size"], best["input_size"]]
+    assert best["predicted_latency"]["precision"] == "fp16"
+    assert manifest["precision"] == "fp16" and "--fp16" in manifest["trtexec"]

@@ -165,3 +165,43 @@ def test_table_of_another_space_is_one_clear_line(ratings):
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "no entry" in lines[0], res.output
     assert not (ratings.parent / "best.json").exists()
+
+
+@pytest.mark.slow
+def test_headline_search_on_a_fresh_install(tmp_path, monkeypatch):
+    """`dna search --latency-ms 20 --device jetson` exactly as typed: no ratings, no cache."""
+    monkeypatch.chdir(tmp_path)
+    res = _run("search", "--latency-ms", "20", "--device", "jetson")
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "runs" / "search-1"
+    best = json.loads((out / "best.json").read_text())
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    lat = best["predicted_latency"]
+    assert (lat["runtime"], lat["precision"], lat["estimated"]) == ("tensorrt", "fp16", True)
+    assert best["input_size"] == 224 and best["num_classes"] == 1000 and best["space"]["name"] == "default"
+    assert all(ref["costs"]["latency"] is not None for ref in best["references"])  # DNA-a..d on the axis
+    prior = best["meta"]["imagenet_prior"]
+    assert best["meta"]["objective"] == "prior" and 70 < prior["top1"] < 85 and prior["loo_rmse"] > 0
+    text = " ".join(res.output.split())
+    for needed in ("ESTIMATED", "leave-one-out", "zoo models within budget", "runs/search-1/best.json"):
+        assert needed in text
+    assert f"{prior['top1']:.1f}%" in text and f"{best['params']:,}" in text
+
+    res = _run("search", "--latency-ms", "0.01", "--device", "jetson")
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert res.exit_code == 1 and len(lines) == 1
+    assert "smallest achievable latency" in lines[0] and "jetson" in lines[0] and "--latency-ms" in lines[0]
+    assert not (tmp_path / "runs" / "search-2").exists()
+
+
+def test_help_says_the_jetson_defaults():
+    res = _run("search", "--help")
+    text = " ".join(res.output.split())
+    assert "On a Jetson the latency is TensorRT fp16 by default" in text and "--objective" in text
+
+
+def test_objective_rating_without_ratings_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _run("search", "--latency-ms", "20", "--device", "jetson", "--objective", "rating")
+    assert res.exit_code == 1 and "needs a ratings file" in res.stderr
+    assert not (tmp_path / "runs").exists()

@@ -116,8 +116,9 @@ def test_dna_net_builds_any_encoding_and_equals_published():
     torch.testing.assert_close(a.eval()(x), b.eval()(x))
 
 
-def test_dna_net_without_arch_is_a_clear_error():
-    from dna_zoo.errors import ArchitectureError
-
-    with pytest.raises(ArchitectureError, match="needs an architecture"):
-        timm.create_model("dna_net")
+def test_dna_net_without_arch_is_dna_b():
+    a = timm.create_model("dna_b")
+    b = timm.create_model("dna_net")
+    assert b.dna_arch == published_encoding("dna_b")
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert b.pretrained_cfg.get("hf_hub_id") is None  # untrained: no weights of its own
