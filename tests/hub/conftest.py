@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+# pytest's default (prepend) import mode puts this folder, which has a conftest.py and no
+# __init__.py, on sys.path: hub_server.py next to it imports as a top-level module.
 from hub_server import HubServer
 
 if TYPE_CHECKING:
