@@ -21,20 +21,29 @@ import argparse
 import itertools
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from search_helpers import synthetic_ratings
-
 from dna_zoo.search.ratings import Ratings
+from dna_zoo.search.space import get_space
 from dna_zoo.search.strategy.constrained import build_problem
 from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
 from dna_zoo.search.strategy.knapsack import KnapsackProblem, pareto_front, solve
+
+
+def synthetic_ratings(space: str, *, seed: int) -> Ratings:
+    """Made-up losses (a smooth function of the ops plus seeded noise) for every candidate:
+    the same recipe as the tests' ``synthetic_ratings`` fixture."""
+    sp = get_space(space)
+    rng = np.random.default_rng(seed)
+    losses = {}
+    for b in range(len(sp.blocks)):
+        for c in sp.block_candidates(b):
+            bigger = sum(1.0 / (op.expansion * op.kernel) for op in c.ops) / len(c.ops)
+            losses[c.key] = float(bigger + 0.3 / len(c.ops) + rng.normal(0, 0.02))
+    return Ratings(sp, losses, input_size=32, data={"name": "synthetic-for-tests"})
 
 
 # --- reference: every network, vectorised ----------------------------------------------------

@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-from export_util import files_in, lite0_onnx, lite0_weights
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -32,14 +31,14 @@ def one_error_line(r) -> str:
         (["dna_b", "--format", "trt"], "pip install dna-zoo[trt]"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path, args, expected):
+def test_bad_input_is_one_line(tmp_path, args, expected, files_in):
     out = tmp_path / "out"
     r = runner.invoke(app, ["export", *args, "--out", str(out)])
     assert expected in one_error_line(r)
     assert files_in(out) == []
 
 
-def test_corrupt_weights(tmp_path):
+def test_corrupt_weights(tmp_path, files_in):
     bad = tmp_path / "w.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00garbage")
     r = runner.invoke(app, ["export", "dna_b", "-f", "onnx", "-w", str(bad), "--out", str(tmp_path / "o")])
@@ -55,7 +54,7 @@ def test_unwritable_output(tmp_path):
     assert blocker.read_text() == "x"
 
 
-def test_existing_artifact_needs_force(tmp_path):
+def test_existing_artifact_needs_force(tmp_path, lite0_onnx, lite0_weights):
     art = lite0_onnx()
     before = art.path.read_bytes()
     r = runner.invoke(app, ["export", "tf_efficientnet_lite0", "-f", "onnx", "--dynamic",
@@ -89,7 +88,7 @@ def test_trt_without_model_exports_latest_search_result(tmp_path, monkeypatch):
     assert manifest["source"]["arch"] == enc and str(tmp_path) not in json.dumps(manifest)
 
 
-def test_validate_real_lite0_on_builtin_images():
+def test_validate_real_lite0_on_builtin_images(lite0_weights):
     r = runner.invoke(app, ["validate", "tf_efficientnet_lite0", "-w", str(lite0_weights()), "--json"])
     assert r.exit_code == 0, r.output
     acc = json.loads(r.stdout)
@@ -97,13 +96,13 @@ def test_validate_real_lite0_on_builtin_images():
     assert acc["preprocess"]["interpolation"] == "bicubic" and acc["preprocess"]["crop_pct"] == 0.875
 
 
-def test_validate_exported_onnx_artifact():
+def test_validate_exported_onnx_artifact(lite0_onnx):
     r = runner.invoke(app, ["validate", str(lite0_onnx().path), "--data", "builtin"])
     assert r.exit_code == 0, r.output
     assert "top-1 90.0%" in r.stdout and "onnx" in r.stdout
 
 
-def test_validate_image_folder_layout(tmp_path):
+def test_validate_image_folder_layout(tmp_path, lite0_onnx):
     from dna_zoo.sample_images import builtin_images
 
     for i, im in enumerate(builtin_images()[:4]):
@@ -146,10 +145,9 @@ def test_benchmark_table_json_plot(tmp_path):
     assert "did you mean onnx?" in one_error_line(bad)
 
 
-def test_trt_as_typed_right_after_a_jetson_search(tmp_path, monkeypatch):
+def test_trt_as_typed_right_after_a_jetson_search(tmp_path, monkeypatch, write_ratings, files_in):
     """`dna export --format trt` after `dna search ... --device jetson`: names the result it took;
     without TensorRT one line pointing at --onnx-only; --onnx-only exports at the searched fp16."""
-    from search_helpers import write_ratings
 
     monkeypatch.chdir(tmp_path)
     ratings = write_ratings(tmp_path / "runs" / "s1" / "ratings.json", "small")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from latency_helpers import fake_table, tiny_space, tiny_spec
 from typer.testing import CliRunner
 
 from dna_zoo.arch import Layer, Op
@@ -91,7 +90,7 @@ def test_tensorrt_missing_is_a_clear_install_line():
         rt.check()
 
 
-def test_tensorrt_engine_runs_a_layer(tmp_path):
+def test_tensorrt_engine_runs_a_layer(tmp_path, tiny_space):
     pytest.importorskip(
         "tensorrt", reason="TensorRT is not installable on these machines (no NVIDIA index, no GPU)"
     )
@@ -149,7 +148,7 @@ def test_cli_unknown_runtime_lists_known_ones():
     assert r.exit_code == 1 and "onnxruntime" in r.output and "tensorrt" in r.output
 
 
-def test_cli_corrupt_or_foreign_table(tmp_path):
+def test_cli_corrupt_or_foreign_table(tmp_path, fake_table, tiny_space, tiny_spec):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "dna-zoo-latency-table", "version": 1, "spec": {')
     r = invoke("latency", "predict", "dna_b", "--table", str(bad))

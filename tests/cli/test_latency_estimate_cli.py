@@ -128,8 +128,7 @@ def test_build_estimate_and_search_with_a_device_file(tmp_path):
     assert not latency_dir().exists() or not any(latency_dir().rglob("*.json"))  # never cached
 
 
-def test_search_with_a_device_file_quotes_the_held_out_error(tmp_path):
-    from search_helpers import write_ratings
+def test_search_with_a_device_file_quotes_the_held_out_error(tmp_path, write_ratings):
 
     ratings = write_ratings(tmp_path / "run" / "ratings.json", "small")
     res = invoke(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from search_helpers import write_ratings
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -15,7 +14,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def ratings(tmp_path):
+def ratings(tmp_path, write_ratings):
     return write_ratings(tmp_path / "run" / "ratings.json", "small")
 
 
@@ -127,23 +126,27 @@ def test_latency_budget_on_an_unmeasured_device_is_estimated_and_says_so(ratings
     assert best["costs"][0]["details"]["runtime"] == "tensorrt"
 
 
-def _cached_table(space):
-    from latency_helpers import fake_table, tiny_spec
+@pytest.fixture
+def cached_table(fake_table, tiny_spec):
+    """Puts a fake table for ``space`` where the search looks for this machine's table."""
 
-    from dna_zoo.search.latency.cache import complete_path
+    def cached_table(space):
+        from dna_zoo.search.latency.cache import complete_path
 
-    spec = tiny_spec()  # cpu / onnxruntime / 32 px, this machine's threads
-    path = complete_path(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fake_table(space, spec).save(path)
-    return spec
+        spec = tiny_spec()  # cpu / onnxruntime / 32 px, this machine's threads
+        path = complete_path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fake_table(space, spec).save(path)
+        return spec
+
+    return cached_table
 
 
-def test_latency_from_a_measured_table(ratings):
+def test_latency_from_a_measured_table(ratings, cached_table):
     from dna_zoo.search.latency.cost import latency_cost_model
     from dna_zoo.search.space import small_space
 
-    _cached_table(small_space())
+    cached_table(small_space())
     args = ["--latency-ms", "3", "--device", "cpu", "--runtime", "onnxruntime", "--input-size", "32"]
     res = _run("search", "--ratings", ratings, *args, "-q")
     assert res.exit_code == 0, res.output
@@ -155,10 +158,8 @@ def test_latency_from_a_measured_table(ratings):
     assert lat.value == pytest.approx(model.network_cost(best.arch))
 
 
-def test_table_of_another_space_is_one_clear_line(ratings):
-    from latency_helpers import tiny_space
-
-    _cached_table(tiny_space())  # ratings are for the 'small' space
+def test_table_of_another_space_is_one_clear_line(ratings, tiny_space, cached_table):
+    cached_table(tiny_space())  # ratings are for the 'small' space
     args = ["--latency-ms", "1.5", "--device", "cpu", "--runtime", "onnxruntime", "--input-size", "32"]
     res = _run("search", "--ratings", ratings, *args, "-q")
     assert res.exit_code == 1

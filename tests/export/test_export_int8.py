@@ -4,7 +4,6 @@ import shutil
 
 import onnx
 import pytest
-from export_util import files_in, lite0_weights
 
 from dna_zoo.errors import DataError
 from dna_zoo.export import export_artifact
@@ -19,7 +18,7 @@ def calib_dir(tmp_path_factory):
     return d
 
 
-def test_onnx_int8_has_verdict(tmp_path, calib_dir):
+def test_onnx_int8_has_verdict(tmp_path, calib_dir, files_in, lite0_weights):
     a = export_artifact(
         "tf_efficientnet_lite0",
         "onnx-int8",
@@ -54,7 +53,7 @@ def test_onnx_int8_has_verdict(tmp_path, calib_dir):
     assert files_in(tmp_path) == [a.path.name, a.manifest_path.name]  # the fp32 intermediate is gone
 
 
-def test_empty_calibration_folder_is_an_error(tmp_path):
+def test_empty_calibration_folder_is_an_error(tmp_path, files_in):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
@@ -63,7 +62,7 @@ def test_empty_calibration_folder_is_an_error(tmp_path):
     assert files_in(out) == []
 
 
-def test_unreadable_calibration_image_is_an_error(tmp_path):
+def test_unreadable_calibration_image_is_an_error(tmp_path, files_in):
     d = tmp_path / "calib"
     d.mkdir()
     (d / "broken.jpg").write_bytes(b"this is not a jpeg")

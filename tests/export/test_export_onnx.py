@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_util import files_in, lite0_onnx, lite0_weights
 
 from dna_zoo.errors import DataError, OutputExistsError
 from dna_zoo.export import export_artifact, read_manifest
@@ -18,16 +17,16 @@ from dna_zoo.zoo import build_model
 
 
 @pytest.fixture(scope="module")
-def art():
+def art(lite0_onnx):
     return lite0_onnx()
 
 
 @pytest.fixture(scope="module")
-def lite0():
+def lite0(lite0_weights):
     return build_model("tf_efficientnet_lite0", weights=lite0_weights())
 
 
-def test_manifest_records_everything(art):
+def test_manifest_records_everything(art, lite0_weights):
     m = art.manifest
     assert art.path.name == "tf_efficientnet_lite0.onnx" and art.path.is_file()
     assert json.loads(art.manifest_path.read_text()) == json.loads(json.dumps(m, default=str))
@@ -49,7 +48,7 @@ def test_parity_on_real_images(art):
     assert p["top1_accuracy_torch"] == pytest.approx(18 / 20)  # real Lite0 on the real images
 
 
-def test_single_checked_file_nothing_else(art):
+def test_single_checked_file_nothing_else(art, files_in):
     onnx.checker.check_model(str(art.path), full_check=True)
     assert files_in(art.path.parent) == [
         "tf_efficientnet_lite0.onnx",
@@ -77,7 +76,7 @@ def test_static_batch_zoo_model(tmp_path):
     assert load_runner(a.path)(np.zeros((3, 3, 128, 128), np.float32)).shape == (3, 1000)  # padded chunks
 
 
-def test_existing_artifact_is_kept_without_force(art):
+def test_existing_artifact_is_kept_without_force(art, lite0_weights):
     before = sha256_file(art.path)
     with pytest.raises(OutputExistsError, match="--force"):
         export_artifact(

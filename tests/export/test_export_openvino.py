@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from export_util import files_in, lite0_weights
 
 pytest.importorskip("openvino", reason="OpenVINO not installed (pip install 'dna-zoo[openvino]')")
 
@@ -12,7 +11,7 @@ from dna_zoo.export import export_artifact
 from dna_zoo.export.load import load_runner
 
 
-def test_openvino_fp32_parity(tmp_path):
+def test_openvino_fp32_parity(tmp_path, files_in, lite0_weights):
     a = export_artifact(
         "tf_efficientnet_lite0", "openvino", tmp_path, weights=lite0_weights(), input_size=160, latency=False
     )
@@ -28,7 +27,7 @@ def test_openvino_fp32_parity(tmp_path):
 
 
 @pytest.mark.slow
-def test_openvino_int8_nncf_cli_json(tmp_path):
+def test_openvino_int8_nncf_cli_json(tmp_path, files_in, lite0_weights):
     pytest.importorskip("nncf", reason="NNCF not installed (pip install 'dna-zoo[openvino]')")
     from typer.testing import CliRunner
 
@@ -62,7 +61,7 @@ def test_openvino_int8_nncf_cli_json(tmp_path):
     assert files_in(tmp_path) == names
 
 
-def test_openvino_bf16_execution_recorded_and_reloaded(tmp_path):
+def test_openvino_bf16_execution_recorded_and_reloaded(tmp_path, files_in, lite0_weights):
     import openvino as ov
 
     from dna_zoo.export.format_openvino import cpu_has_bf16

@@ -7,7 +7,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_util import files_in
 
 from dna_zoo.errors import DataError, MissingDependencyError
 from dna_zoo.export import export_artifact
@@ -19,7 +18,7 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 @pytest.mark.slow
-def test_onnx_only_writes_trt_ready_onnx_and_trtexec_line(tmp_path):
+def test_onnx_only_writes_trt_ready_onnx_and_trtexec_line(tmp_path, files_in):
     a = export_artifact(
         "dna_a",
         "trt",
@@ -49,7 +48,7 @@ def test_onnx_only_writes_trt_ready_onnx_and_trtexec_line(tmp_path):
     assert files_in(tmp_path) == [a.path.name, a.manifest_path.name]
 
 
-def test_trt_options_are_checked(tmp_path):
+def test_trt_options_are_checked(tmp_path, files_in):
     from dna_zoo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--dynamic"):
@@ -60,7 +59,7 @@ def test_trt_options_are_checked(tmp_path):
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
-def test_missing_tensorrt_is_one_clear_error(tmp_path):
+def test_missing_tensorrt_is_one_clear_error(tmp_path, files_in):
     with pytest.raises(MissingDependencyError) as e:
         export_artifact("dna_a", "engine", tmp_path, half=True)
     assert "pip install dna-zoo[trt]" in str(e.value) and "NVIDIA GPU" in str(e.value)

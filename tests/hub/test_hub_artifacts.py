@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from hub_fixtures import engine_artifact, local_hub, random_weights, tiny_encoding, write_search_result
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -18,12 +17,14 @@ A100 = "trt/10.3.0/nvidia-a100-sxm4-80gb/model.engine"
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
+def hub(tmp_path, monkeypatch, local_hub):
     with local_hub(monkeypatch, tmp_path / "hf") as server:
         yield server
 
 
-def test_engines_accumulate_and_new_weights_drop_stale_ones(hub, tmp_path):
+def test_engines_accumulate_and_new_weights_drop_stale_ones(
+    hub, tmp_path, write_search_result, random_weights, tiny_encoding, engine_artifact
+):
     result = write_search_result(tmp_path / "best.json")
     w1 = random_weights(tmp_path / "w1.safetensors", "dna_net", seed=1, arch=tiny_encoding(), num_classes=10)
     w2 = random_weights(tmp_path / "w2.safetensors", "dna_net", seed=2, arch=tiny_encoding(), num_classes=10)
@@ -61,9 +62,9 @@ def test_engines_accumulate_and_new_weights_drop_stale_ones(hub, tmp_path):
     assert "Export artifacts" not in files["README.md"].decode()
 
 
-def test_external_data_travels_with_its_artifact(hub, tmp_path):
-    from hub_fixtures import write_manifest
-
+def test_external_data_travels_with_its_artifact(
+    hub, tmp_path, write_search_result, random_weights, tiny_encoding, write_manifest
+):
     result = write_search_result(tmp_path / "best.json")
     w = random_weights(tmp_path / "w.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
     arts = tmp_path / "arts"
@@ -85,7 +86,9 @@ def test_external_data_travels_with_its_artifact(hub, tmp_path):
     assert (out / "onnx" / "model.onnx.data").read_bytes() == b"\0" * 1000
 
 
-def test_with_onnx_exports_checks_and_pushes_the_artifact(hub, tmp_path):
+def test_with_onnx_exports_checks_and_pushes_the_artifact(
+    hub, tmp_path, write_search_result, random_weights, tiny_encoding
+):
     """`--with onnx` runs the real exporter (parity against torch on real images), then
     pushes the ONNX file with its manifest; the pulled file runs in ONNX Runtime."""
     import numpy as np

@@ -6,15 +6,6 @@ import json
 
 import pytest
 import torch
-from hub_fixtures import (
-    OTHER_TOKEN,
-    TOKEN,
-    client_env,
-    local_hub,
-    random_weights,
-    tiny_encoding,
-    write_search_result,
-)
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -24,7 +15,7 @@ REPO = "acme/tiny-net"
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, write_search_result, random_weights, tiny_encoding):
     tmp = tmp_path_factory.mktemp("inputs")
     return {
         "result": write_search_result(tmp / "best.json"),
@@ -34,7 +25,7 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
+def hub(tmp_path, monkeypatch, local_hub):
     with local_hub(monkeypatch, tmp_path / "hf") as server:
         yield server
 
@@ -43,14 +34,20 @@ def push_args(files, *extra: str) -> list[str]:
     return ["hub", "push", str(files["result"]), "--weights", str(files["weights"]), "--repo", REPO, *extra]
 
 
-def one_line_error(r) -> str:
-    assert r.exit_code == 1, r.output
-    lines = [x for x in r.output.splitlines() if x.strip()]
-    errors = [x for x in lines if x.startswith("error: ")]
-    assert len(errors) == 1, r.output
-    assert "pushed" not in r.output and "up to date" not in r.output
-    assert TOKEN not in r.output
-    return errors[0]
+@pytest.fixture(scope="session")
+def one_line_error(token):
+    """The one ``error:`` line of a failed command, which reports nothing done and no token."""
+
+    def one_line_error(r) -> str:
+        assert r.exit_code == 1, r.output
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        errors = [x for x in lines if x.startswith("error: ")]
+        assert len(errors) == 1, r.output
+        assert "pushed" not in r.output and "up to date" not in r.output
+        assert token not in r.output
+        return errors[0]
+
+    return one_line_error
 
 
 def test_500_once_on_commit_is_retried_by_the_client(hub, files):
@@ -69,41 +66,41 @@ def test_500_once_on_create_repo_is_retried_by_us(hub, files):
     assert "model.safetensors" in hub.state.repos[REPO].head.files
 
 
-def test_persistent_500_is_one_line_and_nothing_is_reported_done(hub, files):
+def test_persistent_500_is_one_line_and_nothing_is_reported_done(hub, files, one_line_error):
     hub.state.fail("POST", r"/api/repos/create", 500, times=10)
     line = one_line_error(runner.invoke(app, push_args(files)))
     assert "HTTP 500" in line and "all-or-nothing" in line
     assert REPO not in hub.state.repos
 
 
-def test_rejected_commit_leaves_the_repo_untouched(hub, files):
+def test_rejected_commit_leaves_the_repo_untouched(hub, files, one_line_error):
     hub.state.fail("POST", r"/commit/", 403)
     line = one_line_error(runner.invoke(app, push_args(files)))
     assert "403" in line
     assert set(hub.state.repos[REPO].head.files) == {".gitattributes"}
 
 
-def test_401_bad_token(hub, files, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
+def test_401_bad_token(hub, files, monkeypatch, one_line_error, other_token):
+    monkeypatch.setenv("HF_TOKEN", other_token)
     line = one_line_error(runner.invoke(app, push_args(files)))
     assert "rejected the token (401)" in line and "missing or invalid" in line and "HF_TOKEN" in line
-    assert OTHER_TOKEN not in line
+    assert other_token not in line
 
 
-def test_no_token(hub, files, monkeypatch):
+def test_no_token(hub, files, monkeypatch, one_line_error):
     monkeypatch.delenv("HF_TOKEN")
     line = one_line_error(runner.invoke(app, push_args(files)))
     assert "no Hugging Face token" in line
     assert not hub.state.requests  # refused before any request
 
 
-def test_404_repo_on_pull(hub):
+def test_404_repo_on_pull(hub, one_line_error):
     r = runner.invoke(app, ["hub", "pull", "acme/does-not-exist"])
     line = one_line_error(r)
     assert "repository not found" in line and "acme/does-not-exist" in line
 
 
-def test_500_once_on_download_is_retried(hub, files, tmp_path, monkeypatch):
+def test_500_once_on_download_is_retried(hub, files, tmp_path, monkeypatch, client_env):
     import timm
 
     assert runner.invoke(app, push_args(files, "--quiet")).exit_code == 0
@@ -131,14 +128,14 @@ def test_500_once_on_download_is_retried(hub, files, tmp_path, monkeypatch):
         (["hub", "pull", "bad//id"], "invalid repo id"),
     ],
 )
-def test_bad_input_is_one_line(hub, files, args, expect):
+def test_bad_input_is_one_line(hub, files, args, expect, one_line_error):
     args = [a.format(**{k: str(v) for k, v in files.items()}) for a in args]
     line = one_line_error(runner.invoke(app, args))
     assert expect in line, line
     assert not [x for x in hub.state.requests if x.method == "POST" and "/commit/" in x.path]
 
 
-def test_with_formats_without_the_export_library_is_one_line(hub, files, tmp_path):
+def test_with_formats_without_the_export_library_is_one_line(hub, files, tmp_path, one_line_error):
     import importlib.util
 
     try:
@@ -154,9 +151,7 @@ def test_with_formats_without_the_export_library_is_one_line(hub, files, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_stale_artifact_is_refused(hub, files, tmp_path):
-    from hub_fixtures import write_manifest
-
+def test_stale_artifact_is_refused(hub, files, tmp_path, one_line_error, write_manifest):
     art = tmp_path / "arts" / "model.onnx"
     art.parent.mkdir()
     art.write_bytes(b"onnx bytes")
@@ -167,7 +162,7 @@ def test_stale_artifact_is_refused(hub, files, tmp_path):
     assert REPO not in hub.state.repos
 
 
-def test_convert_original_checkpoint(tmp_path, files):
+def test_convert_original_checkpoint(tmp_path, files, one_line_error):
     """An original-DNA-style checkpoint (EMA weights, module. prefixes) -> safetensors + config."""
     import timm
 
@@ -204,13 +199,13 @@ def test_convert_original_checkpoint(tmp_path, files):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dna_a")]
 
 
-def test_private_repo_needs_the_token_to_pull(hub, files, monkeypatch):
+def test_private_repo_needs_the_token_to_pull(hub, files, monkeypatch, one_line_error, token):
     assert runner.invoke(app, push_args(files, "--private", "--quiet")).exit_code == 0
     assert hub.state.repos[REPO].private
     monkeypatch.delenv("HF_TOKEN")
     line = one_line_error(runner.invoke(app, ["hub", "pull", REPO]))
     assert "repository not found" in line and "private repo" in line
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_TOKEN", token)
     r = runner.invoke(app, ["hub", "pull", REPO, "--json"])
     assert r.exit_code == 0, r.output
     assert sorted(p.rsplit("/", 1)[-1] for p in json.loads(r.stdout)["files"]) == [
@@ -220,11 +215,11 @@ def test_private_repo_needs_the_token_to_pull(hub, files, monkeypatch):
     ]
 
 
-def test_unreachable_hub_and_offline_mode(files, tmp_path, monkeypatch):
-    from hub_fixtures import set_offline
-
+def test_unreachable_hub_and_offline_mode(
+    files, tmp_path, monkeypatch, one_line_error, token, client_env, set_offline
+):
     client_env(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf")  # nothing listens there
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_TOKEN", token)
     line = one_line_error(runner.invoke(app, push_args(files)))
     assert "not reachable" in line and "127.0.0.1:9" in line
     set_offline(monkeypatch, True)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_fixtures import local_hub, random_weights, reference_output
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -24,7 +23,13 @@ NAMES = ("dna_a", "dna_b", "dna_c", "dna_d")
 FAST = ["--formats", "onnx", "--no-latency", "--min-top1", "0"]  # random weights: no accuracy to check
 
 
-def original_checkpoint(folder: Path, name: str, seed: int, arch: str | None = None) -> Path:
+@pytest.fixture
+def original_checkpoint(random_weights):
+    """A checkpoint in the authors' original format (``.pth.tar``, ``state_dict``, ``module.``)."""
+    return lambda *a, **kw: _original_checkpoint(random_weights, *a, **kw)
+
+
+def _original_checkpoint(random_weights, folder: Path, name: str, seed: int, arch: str | None = None) -> Path:
     """``DNA_x.pth.tar`` as the authors' training script saved it: weights under ``module.``."""
     sd = read_state_dict(random_weights(folder / f"{name}.safetensors", arch or name, seed=seed))
     ckpt = {
@@ -44,7 +49,7 @@ def _error_line(r) -> str:
     return lines[0]
 
 
-def test_missing_checkpoint_is_one_line_before_any_work(tmp_path):
+def test_missing_checkpoint_is_one_line_before_any_work(tmp_path, original_checkpoint):
     for i, name in enumerate(NAMES[:3]):
         original_checkpoint(tmp_path, name, seed=i)
     line = _error_line(runner.invoke(app, ["hub", "release", str(tmp_path), "--dry-run", *FAST]))
@@ -52,7 +57,7 @@ def test_missing_checkpoint_is_one_line_before_any_work(tmp_path):
     assert not (tmp_path / "release").exists()
 
 
-def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+def test_checkpoint_of_another_architecture_is_refused(tmp_path, original_checkpoint):
     for i, name in enumerate(NAMES):
         original_checkpoint(tmp_path, name, seed=i, arch="dna_c" if name == "dna_a" else None)
     line = _error_line(runner.invoke(app, ["hub", "release", str(tmp_path), "--dry-run", *FAST]))
@@ -61,7 +66,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(not has_imagenet_images(), reason="no labelled built-in ImageNet images")
-def test_random_weights_are_refused_as_chance_level(tmp_path):
+def test_random_weights_are_refused_as_chance_level(tmp_path, original_checkpoint):
     for i, name in enumerate(NAMES):
         original_checkpoint(tmp_path, name, seed=i)
     args = ["hub", "release", str(tmp_path), "--dry-run", "--formats", "onnx", "--no-latency"]
@@ -70,7 +75,9 @@ def test_random_weights_are_refused_as_chance_level(tmp_path):
     assert not (tmp_path / "release" / "dna_a" / "artifacts").exists()
 
 
-def test_release_dry_run_then_push_then_timm_loads_it_in_a_fresh_process(tmp_path, monkeypatch):
+def test_release_dry_run_then_push_then_timm_loads_it_in_a_fresh_process(
+    tmp_path, original_checkpoint, monkeypatch, local_hub, reference_output
+):
     folder = tmp_path / "ckpts"
     folder.mkdir()
     for i, name in enumerate(NAMES):

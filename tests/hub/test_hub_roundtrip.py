@@ -17,18 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_fixtures import (
-    TOKEN,
-    client_env,
-    engine_artifact,
-    local_hub,
-    onnx_artifact,
-    random_weights,
-    reference_output,
-    tiny_encoding,
-    write_retrain_output,
-    write_search_result,
-)
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -41,7 +29,16 @@ ENGINE_GPU = "NVIDIA Jetson AGX Orin"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub(
+    tmp_path_factory,
+    local_hub,
+    random_weights,
+    write_search_result,
+    tiny_encoding,
+    write_retrain_output,
+    onnx_artifact,
+    engine_artifact,
+):
     """A Hub with dna_b and a searched net pushed through the CLI; logs captured meanwhile."""
 
     import dna_zoo  # noqa: F401
@@ -106,7 +103,7 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_cache(hub, tmp_path, monkeypatch):
+def fresh_cache(hub, tmp_path, monkeypatch, client_env):
     client_env(monkeypatch, hub["server"].endpoint, tmp_path / "hf")
     return tmp_path / "hf" / "hub"
 
@@ -118,7 +115,7 @@ def net_push(hub, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_push_created_a_timm_repo(hub):
+def test_push_created_a_timm_repo(hub, token):
     repo = hub["server"].state.repos[DNA_B_REPO]
     assert {"config.json", "model.safetensors", "README.md"} <= set(repo.head.files)
     cfg = json.loads(repo.head.files["config.json"])
@@ -127,12 +124,12 @@ def test_push_created_a_timm_repo(hub):
     assert "pushed dna-zoo/dna_b.in1k" in hub["outputs"][0]
     # the token travelled only in the Authorization header
     writes = [r for r in hub["server"].state.requests if r.method == "POST"]
-    assert writes and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in writes)
-    assert not any(TOKEN.encode() in r.body or TOKEN in r.path for r in hub["server"].state.requests)
+    assert writes and all(r.headers.get("authorization") == f"Bearer {token}" for r in writes)
+    assert not any(token.encode() in r.body or token in r.path for r in hub["server"].state.requests)
 
 
 @pytest.mark.slow
-def test_timm_pretrained_downloads_the_pushed_dna_b(hub, fresh_cache):
+def test_timm_pretrained_downloads_the_pushed_dna_b(hub, fresh_cache, reference_output):
     import timm
 
     model = timm.create_model("dna_b", pretrained=True).eval()
@@ -142,7 +139,7 @@ def test_timm_pretrained_downloads_the_pushed_dna_b(hub, fresh_cache):
     assert (fresh_cache / "models--dna-zoo--dna_b.in1k").is_dir()
 
 
-def test_searched_net_round_trip_through_hf_hub_name(hub, fresh_cache):
+def test_searched_net_round_trip_through_hf_hub_name(hub, fresh_cache, tiny_encoding, reference_output):
     import timm
 
     model = timm.create_model(f"hf-hub:{NET_REPO}", pretrained=True).eval()
@@ -272,7 +269,7 @@ def test_search_result_stores_no_local_path(hub):
     assert r.ratings["file"] == "ratings.json"
 
 
-def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path):
+def test_pull_onnx_runs_and_matches_torch(hub, fresh_cache, tmp_path, reference_output):
     from dna_zoo.export.ort import cpu_session
 
     r = runner.invoke(
@@ -330,7 +327,7 @@ def test_pull_engine_here_says_why_not(hub, fresh_cache):
     assert r.exit_code == 1 and "'tensorrt' is needed" in r.output
 
 
-def test_engine_with_a_mismatching_manifest_is_refused(tmp_path):
+def test_engine_with_a_mismatching_manifest_is_refused(tmp_path, engine_artifact):
     from dna_zoo.hub.artifacts import EngineMismatchError, TrtTarget, check_engine, read_manifest
 
     path = engine_artifact(tmp_path, version="10.3.0", gpu=ENGINE_GPU, cc="8.7")
@@ -345,7 +342,7 @@ def test_engine_with_a_mismatching_manifest_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_offline_load_from_warm_cache_in_a_fresh_process(hub, tmp_path):
+def test_offline_load_from_warm_cache_in_a_fresh_process(hub, tmp_path, client_env, reference_output):
     """HF_HUB_OFFLINE=1 in a new process, the server unreachable: loads from the cache only."""
     import timm
 
@@ -395,8 +392,8 @@ def test_offline_load_from_warm_cache_in_a_fresh_process(hub, tmp_path):
     assert "MISSING: error:" in proc.stdout and "no 'openvino' artifact" in proc.stdout
 
 
-def test_token_never_written_or_logged(hub, tmp_path):
-    needle = TOKEN.encode()
+def test_token_never_written_or_logged(hub, tmp_path, token):
+    needle = token.encode()
     out = tmp_path / "dry"
     r = runner.invoke(
         app,
@@ -408,5 +405,5 @@ def test_token_never_written_or_logged(hub, tmp_path):
         for p in root.rglob("*"):
             if p.is_file() and not p.is_symlink():
                 assert needle not in p.read_bytes(), p
-    assert hub["logs"] and not any(TOKEN in m for m in hub["logs"])
-    assert not any(TOKEN in o for o in hub["outputs"]) and TOKEN not in r.output
+    assert hub["logs"] and not any(token in m for m in hub["logs"])
+    assert not any(token in o for o in hub["outputs"]) and token not in r.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hub_fixtures import local_hub, random_weights, tiny_encoding, write_search_result
 from typer.testing import CliRunner
 
 from dna_zoo.cli.main import app
@@ -11,7 +10,9 @@ from dna_zoo.export import export_artifact
 REPO = "acme/tiny-net-trt"
 
 
-def test_onnx_only_trt_artifact_is_pushed(tmp_path, monkeypatch):
+def test_onnx_only_trt_artifact_is_pushed(
+    tmp_path, monkeypatch, local_hub, random_weights, tiny_encoding, write_search_result
+):
     result = write_search_result(tmp_path / "best.json")
     weights = random_weights(tmp_path / "net.safetensors", "dna_net", arch=tiny_encoding(), num_classes=10)
     art = export_artifact(

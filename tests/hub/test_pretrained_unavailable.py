@@ -8,7 +8,6 @@ import time
 import pytest
 import timm
 import torch
-from hub_fixtures import client_env, local_hub, random_weights, reference_output, set_offline
 from typer.testing import CliRunner
 
 import dna_zoo  # noqa: F401 - registers the models
@@ -33,7 +32,7 @@ def _says_how_to_load_the_original(err: WeightsUnavailableError) -> None:
     assert 'pretrained_cfg_overlay=dict(file="DNA_b.pth.tar")' in text and "dna hub convert" in text
 
 
-def test_unreachable_hub_and_empty_cache_fails_at_once(tmp_path, monkeypatch):
+def test_unreachable_hub_and_empty_cache_fails_at_once(tmp_path, monkeypatch, client_env):
     client_env(monkeypatch, DOWN, tmp_path / "hf")
     err, seconds = _error()
     _says_how_to_load_the_original(err)
@@ -41,21 +40,23 @@ def test_unreachable_hub_and_empty_cache_fails_at_once(tmp_path, monkeypatch):
     assert seconds < 10  # huggingface_hub alone retries for about 40 s per file
 
 
-def test_offline_and_empty_cache(tmp_path, monkeypatch):
+def test_offline_and_empty_cache(tmp_path, monkeypatch, client_env):
     client_env(monkeypatch, DOWN, tmp_path / "hf", offline=True)
     err, _ = _error(features_only=True)
     _says_how_to_load_the_original(err)
     assert "offline mode is on (HF_HUB_OFFLINE)" in str(err)
 
 
-def test_repo_missing_on_the_hub(tmp_path, monkeypatch):
+def test_repo_missing_on_the_hub(tmp_path, monkeypatch, local_hub):
     with local_hub(monkeypatch, tmp_path / "hf") as server:
         err, _ = _error()
         _says_how_to_load_the_original(err)
         assert "does not exist" in str(err) and server.endpoint in str(err)
 
 
-def test_warm_cache_loads_with_the_hub_down_or_offline(tmp_path, monkeypatch):
+def test_warm_cache_loads_with_the_hub_down_or_offline(
+    tmp_path, monkeypatch, client_env, local_hub, random_weights, reference_output, set_offline
+):
     weights = random_weights(tmp_path / "dna_b.safetensors", "dna_b")
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     ref = reference_output("dna_b", weights, x)

@@ -7,18 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-from search_helpers import synthetic_ratings
 
 from dna_zoo.errors import DataError, DnaZooError, FileFormatError
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.result import SearchResult
 
 
-def _search(tmp_path: Path) -> Path:
+def _search(tmp_path: Path, ratings: Ratings) -> Path:
     from dna_zoo.search.strategy.constrained import Constraint, constrained_search
     from dna_zoo.search.strategy.cost import MacsCost
 
-    ratings = synthetic_ratings("small", input_size=32)
     ratings.teacher = {"name": "efficientnet_b0", "weights": "/home/x/t.safetensors", "weights_sha256": "ab"}
     path = ratings.save(tmp_path / "ratings.json")
     macs = MacsCost(ratings.space, input_size=32, num_classes=10)
@@ -44,8 +42,8 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
     return text
 
 
-def test_ratings_and_search_result_versions(tmp_path):
-    best = _search(tmp_path)
+def test_ratings_and_search_result_versions(tmp_path, synthetic_ratings):
+    best = _search(tmp_path, synthetic_ratings("small", input_size=32))
     r = SearchResult.load(best)
     assert r.ratings["file"] == "ratings.json" and "/home" not in best.read_text()
     for path, reader, redo in (
@@ -58,9 +56,9 @@ def test_ratings_and_search_result_versions(tmp_path):
             assert word in _one_line(e) and redo in str(e.value)
 
 
-def test_a_version_1_search_result_with_local_paths_loads_portable(tmp_path):
+def test_a_version_1_search_result_with_local_paths_loads_portable(tmp_path, synthetic_ratings):
     """A result written before the summary was portable (ratings path, teacher weights path)."""
-    best = _search(tmp_path)
+    best = _search(tmp_path, synthetic_ratings("small", input_size=32))
     old = _altered(best, "ratings.path", "/home/x/run/ratings.json")
     old = _altered(
         old, "ratings.teacher", {"name": "t", "weights": "/home/x/t.pt", "weights_sha256": "ab"}, old
@@ -85,9 +83,7 @@ def test_supernet_run_version(tmp_path):
     assert "dna supernet train" in _one_line(e)
 
 
-def test_latency_table_version(tmp_path):
-    from latency_helpers import fake_table, tiny_space, tiny_spec
-
+def test_latency_table_version(tmp_path, fake_table, tiny_space, tiny_spec):
     from dna_zoo.search.latency.table import LatencyTable
 
     path = fake_table(tiny_space(), tiny_spec()).save(tmp_path / "t.json")
@@ -99,15 +95,15 @@ def test_latency_table_version(tmp_path):
 
 def _retrain_output(tmp_path: Path) -> Path:
     from dna_zoo.search.retrain import DataInfo, RetrainOutput
+    from dna_zoo.search.space import small_space
     from dna_zoo.search.supernet.data import open_dataset
 
     try:
         train = open_dataset("builtin", split="train", input_size=32, limit=8)
     except DataError as e:
         pytest.skip(str(e))
-    enc = synthetic_ratings("small").space.to_encoding(
-        [next(iter(synthetic_ratings("small").space.block_candidates(b))) for b in range(6)]
-    )
+    space = small_space()  # the space of synthetic_ratings("small")
+    enc = space.to_encoding([next(iter(space.block_candidates(b))) for b in range(6)])
     out = RetrainOutput(
         enc, 10, 3, DataInfo.from_source("builtin", train, input_size=32), 81.5, {"kept": "ema"}
     )
@@ -133,11 +129,9 @@ def test_retrain_output_records_the_data_sources_normalisation(tmp_path):
     assert "dna retrain" in _one_line(e)
 
 
-def test_export_manifest_versions(tmp_path):
+def test_export_manifest_versions(tmp_path, onnx_artifact, searched_result):
     """A real export's manifest (v2), the same file as v1 (no artifact name: the first runner
     timed is the artifact's), and an unknown version refused."""
-    from hub_fixtures import onnx_artifact, searched_result
-
     from dna_zoo.export import load_manifest
 
     art = onnx_artifact(tmp_path / "x", searched_result(), None)

@@ -12,7 +12,6 @@ import json
 import pytest
 import timm
 import torch
-from search_helpers import write_ratings
 from typer.testing import CliRunner
 
 import dna_zoo  # noqa: F401
@@ -35,7 +34,7 @@ def _cfg(**kw):
     )
 
 
-def test_resumed_run_searches_exports_and_reports(tmp_path):
+def test_resumed_run_searches_exports_and_reports(tmp_path, write_ratings):
     run = tmp_path / "run"
     cfg = _cfg()
     run.mkdir()

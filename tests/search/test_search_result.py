@@ -8,7 +8,6 @@ import json
 import pytest
 import timm
 import torch
-from search_helpers import synthetic_ratings
 
 import dna_zoo  # noqa: F401
 from dna_zoo.arch import load_encoding
@@ -24,7 +23,7 @@ from dna_zoo.zoo import build_model
 
 
 @pytest.fixture(scope="module")
-def small_result():
+def small_result(synthetic_ratings):
     r = synthetic_ratings("small")
     params = ParamsCost(r.space)
     smallest = build_problem(r, [params]).smallest_costs()[0]
@@ -39,7 +38,7 @@ TINY = SearchSpace(
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_search_matches_brute_force_with_real_costs(seed):
+def test_search_matches_brute_force_with_real_costs(seed, synthetic_ratings):
     r = synthetic_ratings(TINY, seed=seed)
     params, macs = ParamsCost(TINY), MacsCost(TINY)
     problem = build_problem(r, [params, macs])
@@ -105,7 +104,7 @@ def test_pareto_plot_is_a_png(small_result, tmp_path):
     assert not [x for x in tmp_path.iterdir() if x.name.startswith(".")]  # no temp file left
 
 
-def test_default_space_macs_and_params_with_references():
+def test_default_space_macs_and_params_with_references(synthetic_ratings):
     r = synthetic_ratings("default", seed=1)
     macs, params = MacsCost(r.space), ParamsCost(r.space)
     res = constrained_search(r, [Constraint(macs, 400e6), Constraint(params, 5e6)])
@@ -124,7 +123,7 @@ def test_default_space_macs_and_params_with_references():
     )
 
 
-def test_infeasible_budget_states_the_smallest_cost():
+def test_infeasible_budget_states_the_smallest_cost(synthetic_ratings):
     r = synthetic_ratings("small")
     params = ParamsCost(r.space)
     smallest = build_problem(r, [params]).smallest_costs()[0]
@@ -133,13 +132,13 @@ def test_infeasible_budget_states_the_smallest_cost():
     assert f"smallest achievable {smallest:,.0f}" in str(e.value) and fmt_number(smallest - 1) in str(e.value)
 
 
-def test_cost_model_of_another_space_is_refused():
+def test_cost_model_of_another_space_is_refused(synthetic_ratings):
     r = synthetic_ratings("small")
     with pytest.raises(ConfigError, match="search space"):
         build_problem(r, [ParamsCost(paper_space())])
 
 
-def test_incomplete_ratings_are_refused():
+def test_incomplete_ratings_are_refused(synthetic_ratings):
     r = synthetic_ratings("small")
     r.losses.pop(next(iter(r.losses)))
     with pytest.raises(ConfigError, match="lack 1 candidate"):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from latency_helpers import tiny_space, tiny_spec
 from typer.testing import CliRunner
 
 from dna_zoo.arch import load_encoding
@@ -32,7 +29,7 @@ CAL = TimingConfig(warmup=1, runs_per_round=2, min_rounds=3, max_rounds=3, rel_t
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tiny_space, tiny_spec):
     """One real build of the tiny space at 32x32 on ORT, in its own cache folder."""
     cache = tmp_path_factory.mktemp("latency_cache")
     spec = tiny_spec()
@@ -42,7 +39,7 @@ def built(tmp_path_factory):
     return cache, spec, table
 
 
-def test_small_real_build(built):
+def test_small_real_build(built, tiny_space):
     cache, spec, table = built
     keys = {it.key for it in items_for(tiny_space(), spec, include_published=False)}
     assert set(table.entries) == keys and len(keys) == 9
@@ -59,7 +56,7 @@ def test_small_real_build(built):
     assert again.to_dict() == table.to_dict()
 
 
-def test_cost_model_uses_the_cached_table(built, monkeypatch):
+def test_cost_model_uses_the_cached_table(built, monkeypatch, tiny_space):
     cache, _spec, table = built
     monkeypatch.setenv("DNA_ZOO_CACHE", str(cache))
     cost = latency_cost_model(tiny_space(), device="cpu", runtime="onnxruntime", input_size=32)
@@ -67,7 +64,7 @@ def test_cost_model_uses_the_cached_table(built, monkeypatch):
     assert cost.unit == "ms" and cost.fixed_cost() > 0
 
 
-def test_torch_eager_runtime_measures_a_layer(tmp_path):
+def test_torch_eager_runtime_measures_a_layer(tmp_path, tiny_space):
     spec = resolve_spec("cpu", "torch", input_size=32)
     item = items_for(tiny_space(), spec, include_published=False)[3]
     rt = TorchEager(RuntimeOptions(threads=2))
@@ -76,7 +73,7 @@ def test_torch_eager_runtime_measures_a_layer(tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_compile_runtime_times_the_compiled_module(tmp_path):
+def test_torch_compile_runtime_times_the_compiled_module(tmp_path, tiny_space):
     from dna_zoo.search.latency.runtimes import get_runtime
 
     spec = resolve_spec("cpu", "compile", input_size=32)  # alias
@@ -98,23 +95,27 @@ def test_torch_compile_runtime_times_the_compiled_module(tmp_path):
     assert "inductor" in rt.version()
 
 
+# argv: the cache folder, the space file, the table spec as JSON (the test's own tiny_space / tiny_spec)
 _KILL_SCRIPT = """
-import sys
-from latency_helpers import tiny_space, tiny_spec
+import json, sys
 from dna_zoo.search.latency.build import build_table
+from dna_zoo.search.latency.table import TableSpec
+from dna_zoo.search.space import SearchSpace
 from dna_zoo.timing import TimingConfig
+space, spec = SearchSpace.load(sys.argv[2]), TableSpec(**json.loads(sys.argv[3]))
 slow = TimingConfig(warmup=5, runs_per_round=5, min_rounds=30, max_rounds=30, rel_tol=0.0)
-build_table(tiny_space(), tiny_spec(), include_published=False, timing=slow, cache_dir=sys.argv[1])
+build_table(space, spec, include_published=False, timing=slow, cache_dir=sys.argv[1])
 """
 
 
 @pytest.mark.slow
-def test_killed_build_resumes(tmp_path, monkeypatch):
+def test_killed_build_resumes(tmp_path, monkeypatch, tiny_space, tiny_spec):
     spec = tiny_spec()
     final = complete_path(spec, tmp_path)
     part = partial_path(final)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path)], env=env)
+    space_file = tiny_space().save(tmp_path / "tiny-space.json")
+    args = [str(tmp_path), str(space_file), json.dumps(spec.to_dict())]
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, *args])
     try:
         deadline = time.time() + 90
         done: dict = {}
@@ -166,7 +167,7 @@ def test_anchor_entries_share_one_time_base():
     assert entries["d"].median_ms == 0.7
 
 
-def test_validate_writes_json_and_png(built, tmp_path):
+def test_validate_writes_json_and_png(built, tmp_path, tiny_space):
     _, _spec, table = built
     report = validate_table(table, tiny_space(), samples=4, timing=CAL)
     m = report.metrics
@@ -182,7 +183,7 @@ def test_validate_writes_json_and_png(built, tmp_path):
         save_report(report, tmp_path / "val")
 
 
-def test_cli_validate_and_predict_on_a_built_table(built, tmp_path):
+def test_cli_validate_and_predict_on_a_built_table(built, tmp_path, tiny_space):
     cache, spec, _table = built
     space_file = tiny_space().save(tmp_path / "tiny.json")
     path = complete_path(spec, cache)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from latency_helpers import fake_table, tiny_space, tiny_spec
 
 from dna_zoo.errors import ConfigError
 from dna_zoo.search.latency.cache import complete_path
@@ -12,7 +11,7 @@ from dna_zoo.search.latency.devices import inventory
 from dna_zoo.zoo import resolve_arch
 
 
-def test_inventory_counts_cached_tables_and_names_a_broken_one():
+def test_inventory_counts_cached_tables_and_names_a_broken_one(fake_table, tiny_space, tiny_spec):
     spec = tiny_spec()
     path = complete_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +27,7 @@ def test_inventory_counts_cached_tables_and_names_a_broken_one():
     assert inv["runtimes"]["onnxruntime"] == "installed" and inv["cache"] == str(path.parents[1])
 
 
-def test_measured_table_is_required_and_network_table_falls_back_to_an_estimate():
+def test_measured_table_is_required_and_network_table_falls_back_to_an_estimate(tiny_spec):
     spec = tiny_spec()
     with pytest.raises(ConfigError, match="no measured latency table") as e:
         measured_table(spec)

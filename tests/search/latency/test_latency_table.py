@@ -6,7 +6,6 @@ import json
 import random
 
 import pytest
-from latency_helpers import fake_table, tiny_space, tiny_spec
 
 from dna_zoo.arch import network_keys
 from dna_zoo.models import published_encoding
@@ -17,7 +16,7 @@ from dna_zoo.search.latency.table import LatencyTable, LatencyTableError, Missin
 from dna_zoo.search.space import paper_space, small_space
 
 
-def test_round_trip(tmp_path):
+def test_round_trip(tmp_path, fake_table, tiny_space, tiny_spec):
     space, spec = tiny_space(), tiny_spec()
     t = fake_table(space, spec)
     p = t.save(tmp_path / "t.json")
@@ -27,7 +26,7 @@ def test_round_trip(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["t.json"]  # no temp file left behind
 
 
-def test_refuses_corrupt_and_foreign_files(tmp_path):
+def test_refuses_corrupt_and_foreign_files(tmp_path, fake_table, tiny_space, tiny_spec):
     spec = tiny_spec()
     good = fake_table(tiny_space(), spec).to_dict()
     cases = {
@@ -58,7 +57,9 @@ def test_refuses_corrupt_and_foreign_files(tmp_path):
         ("batch", 8),
     ],
 )
-def test_refuses_table_of_another_setting_unless_forced(tmp_path, field, value):
+def test_refuses_table_of_another_setting_unless_forced(
+    tmp_path, field, value, fake_table, tiny_space, tiny_spec
+):
     spec = tiny_spec()
     other = TableSpec(**{**spec.to_dict(), field: value})
     p = fake_table(tiny_space(), spec).save(tmp_path / "t.json")
@@ -67,7 +68,7 @@ def test_refuses_table_of_another_setting_unless_forced(tmp_path, field, value):
     assert LatencyTable.load(p, expect=other, force=True).spec == spec  # forced: still says what it is
 
 
-def test_refuses_table_measured_on_another_machine(tmp_path):
+def test_refuses_table_measured_on_another_machine(tmp_path, fake_table, tiny_space, tiny_spec):
     spec = tiny_spec()
     t = fake_table(tiny_space(), spec)
     t.device_identity = {"name": "cpu", "description": "Some Other CPU (64 logical CPUs, aarch64)"}
@@ -81,7 +82,7 @@ def test_refuses_table_measured_on_another_machine(tmp_path):
     assert latency_cost_model(tiny_space(), device="cpu", runtime="ort", input_size=32, table=p, force=True)
 
 
-def test_missing_entry_is_an_error_naming_the_keys():
+def test_missing_entry_is_an_error_naming_the_keys(fake_table, tiny_space, tiny_spec):
     space, spec = tiny_space(), tiny_spec()
     t = fake_table(space, spec)
     enc = random_network(space, random.Random(0))
@@ -98,9 +99,10 @@ def test_missing_entry_is_an_error_naming_the_keys():
         summed_ms(fake_table(space, spec), published_encoding("dna_b"))
 
 
-@pytest.mark.parametrize("make_space", [small_space, tiny_space, paper_space])
-def test_entries_are_exactly_the_keys_networks_use(make_space):
+@pytest.mark.parametrize("space_name", ["small", "tiny", "paper"])
+def test_entries_are_exactly_the_keys_networks_use(space_name, tiny_space, tiny_spec):
     """One place defines a layer: the build's entries are the arch module's keys, no more, no less."""
+    make_space = {"small": small_space, "tiny": tiny_space, "paper": paper_space}[space_name]
     space = make_space()
     spec = tiny_spec(input_size=224)
     entries = {it.key for it in space_items(space, spec)}
@@ -126,7 +128,7 @@ def test_entries_are_exactly_the_keys_networks_use(make_space):
             assert set(network_keys(published_encoding(name))) <= with_dna
 
 
-def test_latency_cost_is_additive_and_equals_prediction():
+def test_latency_cost_is_additive_and_equals_prediction(fake_table, tiny_space, tiny_spec):
     space, spec = tiny_space(), tiny_spec()
     t = fake_table(space, spec)
     cost = LatencyCost(space, t)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from latency_helpers import fake_table, tiny_spec
-from search_helpers import synthetic_ratings
 
 from dna_zoo.errors import ConfigError, DnaZooError
 from dna_zoo.search.latency.cache import complete_path
@@ -31,17 +29,23 @@ def test_bad_budgets_are_one_clear_error(kw, message):
         Budgets(**kw)
 
 
-def _cache(space, **kw):
-    spec = tiny_spec(**kw)
-    path = complete_path(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fake_table(space, spec).save(path)
-    return spec
+@pytest.fixture
+def cached_table(fake_table, tiny_spec):
+    """Puts a fake table for ``space`` where the cost models look for this machine's table."""
+
+    def cached_table(space, **kw):
+        spec = tiny_spec(**kw)
+        path = complete_path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fake_table(space, spec).save(path)
+        return spec
+
+    return cached_table
 
 
-def test_constraints_in_budget_order_with_the_cached_table():
+def test_constraints_in_budget_order_with_the_cached_table(synthetic_ratings, cached_table):
     ratings = synthetic_ratings("small")
-    _cache(ratings.space)
+    cached_table(ratings.space)
     b = Budgets(latency_ms=3.0, device="cpu", macs=3e8, params=4e6)
     chosen = budget_constraints(ratings, b, input_size=32)
     assert [c.model.name for c in chosen.constraints] == ["latency", "macs", "params"]
@@ -52,9 +56,9 @@ def test_constraints_in_budget_order_with_the_cached_table():
     assert not chosen.latency.estimated and chosen.auto_budget_ms is None
 
 
-def test_auto_latency_budget_is_inside_the_achievable_range():
+def test_auto_latency_budget_is_inside_the_achievable_range(synthetic_ratings, cached_table):
     ratings = synthetic_ratings("small")
-    _cache(ratings.space)
+    cached_table(ratings.space)
     chosen = budget_constraints(ratings, Budgets(latency_ms="auto", device="cpu"), input_size=32)
     model = chosen.latency
     fastest = model.fixed_cost() + sum(
@@ -64,16 +68,16 @@ def test_auto_latency_budget_is_inside_the_achievable_range():
     assert chosen.constraints[0].budget == chosen.auto_budget_ms > fastest
 
 
-def test_a_table_of_another_space_is_refused_unless_it_may_be_rebuilt():
-    from latency_helpers import tiny_space
-
+def test_a_table_of_another_space_is_refused_unless_it_may_be_rebuilt(
+    synthetic_ratings, tiny_space, cached_table
+):
     ratings = synthetic_ratings("small")
-    _cache(tiny_space())
+    cached_table(tiny_space())
     with pytest.raises(DnaZooError, match="no entry"):
         latency_cost_for(ratings.space, device="cpu", input_size=32)
 
 
-def test_unmeasured_device_is_estimated():
+def test_unmeasured_device_is_estimated(synthetic_ratings):
     ratings = synthetic_ratings("small")
     model, info = latency_cost_for(ratings.space, device="jetson", input_size=32, num_classes=10)
     assert model.estimated and info["table"] == "estimated"
