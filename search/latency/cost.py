@@ -146,23 +146,3 @@ def latency_cost_for(
     estimated = estimate_table(space, spec, include_published=True)  # DNA-a..d on the same axis
     logger.warning(estimated.method["warning"])
     return LatencyCost(space, estimated), {"table": "estimated", **info}
-
-
-def latency_cost_model(
-    space: SearchSpace,
-    *,
-    device: str,
-    runtime: str | None = None,
-    precision: str = "fp32",
-    batch: int = 1,
-    input_size: int = 224,
-    threads: int | None = None,
-    force: bool = False,
-    table: str | Path | None = None,
-) -> LatencyCost:
-    """The latency cost model for a device/runtime: the cached measured table, or, where
-    none has been measured, a roofline estimate (see :func:`latency_cost_for`)."""
-    return latency_cost_for(
-        space, device=device, runtime=runtime, precision=precision, batch=batch, input_size=input_size,
-        threads=threads, force=force, table=table,
-    )[0]  # fmt: skip

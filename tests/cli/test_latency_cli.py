@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from dna_zoo.arch import Layer, Op
 from dna_zoo.errors import MissingDependencyError, UnknownNameError
 from dna_zoo.search.latency.build import resolve_spec
-from dna_zoo.search.latency.cost import latency_cost_model
+from dna_zoo.search.latency.cost import latency_cost_for
 from dna_zoo.search.latency.devices import get_device, identify, known_devices
 from dna_zoo.search.latency.estimate import Roofline, item_ms
 from dna_zoo.search.latency.items import Item
@@ -54,7 +54,7 @@ def test_building_for_a_remote_device_elsewhere_says_how_to_measure_it():
 
 
 def test_estimate_is_marked_estimated_everywhere():
-    cost = latency_cost_model(paper_space(), device="jetson", runtime="tensorrt", precision="fp16")
+    cost = latency_cost_for(paper_space(), device="jetson", runtime="tensorrt", precision="fp16")[0]
     assert cost.estimated is True and cost.source.startswith("estimated")
     assert cost.table.estimated and all(e.source == "estimated" for e in cost.table.entries.values())
     assert (
@@ -63,8 +63,8 @@ def test_estimate_is_marked_estimated_everywhere():
     )
     assert cost.fixed_cost() > 0
     # faster device, smaller estimate; fp16 faster than fp32
-    agx = latency_cost_model(paper_space(), device="agx-orin", runtime="trt", precision="fp16")
-    nano32 = latency_cost_model(paper_space(), device="jetson", runtime="trt", precision="fp32")
+    agx = latency_cost_for(paper_space(), device="agx-orin", runtime="trt", precision="fp16")[0]
+    nano32 = latency_cost_for(paper_space(), device="jetson", runtime="trt", precision="fp32")[0]
     for c in paper_space().block_candidates(2, depth=2):
         assert agx.cost(c) < cost.cost(c) < nano32.cost(c)
 

@@ -143,7 +143,7 @@ def cached_table(fake_table, tiny_spec):
 
 
 def test_latency_from_a_measured_table(ratings, cached_table):
-    from dna_zoo.search.latency.cost import latency_cost_model
+    from dna_zoo.search.latency.cost import latency_cost_for
     from dna_zoo.search.space import small_space
 
     cached_table(small_space())
@@ -154,7 +154,7 @@ def test_latency_from_a_measured_table(ratings, cached_table):
     best = SearchResult.load(ratings.parent / "best.json")
     lat = best.latency
     assert not lat.estimated and lat.value <= 3 and lat.details["device"] == "cpu"
-    model = latency_cost_model(small_space(), device="cpu", runtime="onnxruntime", input_size=32)
+    model = latency_cost_for(small_space(), device="cpu", runtime="onnxruntime", input_size=32)[0]
     assert lat.value == pytest.approx(model.network_cost(best.arch))
 
 

@@ -16,7 +16,7 @@ from dna_zoo.arch import load_encoding
 from dna_zoo.cli.main import app
 from dna_zoo.search.latency.build import build_table, resolve_spec
 from dna_zoo.search.latency.cache import complete_path, partial_path
-from dna_zoo.search.latency.cost import latency_cost_model
+from dna_zoo.search.latency.cost import latency_cost_for
 from dna_zoo.search.latency.items import items_for, random_network
 from dna_zoo.search.latency.measurement import anchor_entries, measure_item
 from dna_zoo.search.latency.runtimes import RuntimeOptions, TorchEager
@@ -59,7 +59,7 @@ def test_small_real_build(built, tiny_space):
 def test_cost_model_uses_the_cached_table(built, monkeypatch, tiny_space):
     cache, _spec, table = built
     monkeypatch.setenv("DNA_ZOO_CACHE", str(cache))
-    cost = latency_cost_model(tiny_space(), device="cpu", runtime="onnxruntime", input_size=32)
+    cost = latency_cost_for(tiny_space(), device="cpu", runtime="onnxruntime", input_size=32)[0]
     assert cost.estimated is False and cost.table.to_dict() == table.to_dict()
     assert cost.unit == "ms" and cost.fixed_cost() > 0
 
@@ -137,7 +137,7 @@ def test_killed_build_resumes(tmp_path, monkeypatch, tiny_space, tiny_spec):
     assert 2 <= len(kept) < 9
     # the cost model does not take the partial file for a table: it falls back to an estimate
     monkeypatch.setenv("DNA_ZOO_CACHE", str(tmp_path))
-    assert latency_cost_model(tiny_space(), device="cpu", runtime="ort", input_size=32).estimated
+    assert latency_cost_for(tiny_space(), device="cpu", runtime="ort", input_size=32)[0].estimated
 
     resumed = build_table(
         tiny_space(), spec, include_published=False, timing=QUICK, calibration_timing=CAL, cache_dir=tmp_path

@@ -9,7 +9,7 @@ import pytest
 
 from dna_zoo.arch import network_keys
 from dna_zoo.models import published_encoding
-from dna_zoo.search.latency.cost import LatencyCost, latency_cost_model
+from dna_zoo.search.latency.cost import LatencyCost, latency_cost_for
 from dna_zoo.search.latency.items import items_for, random_network, space_items
 from dna_zoo.search.latency.predict import predict, summed_ms
 from dna_zoo.search.latency.table import LatencyTable, LatencyTableError, MissingEntriesError, TableSpec
@@ -78,8 +78,8 @@ def test_refuses_table_measured_on_another_machine(tmp_path, fake_table, tiny_sp
         LatencyTable.load(p, expect=spec, identity=here)
     # the cost-model factory checks the identity of the local device too
     with pytest.raises(LatencyTableError, match="measured on"):
-        latency_cost_model(tiny_space(), device="cpu", runtime="ort", input_size=32, table=p)
-    assert latency_cost_model(tiny_space(), device="cpu", runtime="ort", input_size=32, table=p, force=True)
+        latency_cost_for(tiny_space(), device="cpu", runtime="ort", input_size=32, table=p)[0]
+    assert latency_cost_for(tiny_space(), device="cpu", runtime="ort", input_size=32, table=p, force=True)[0]
 
 
 def test_missing_entry_is_an_error_naming_the_keys(fake_table, tiny_space, tiny_spec):
