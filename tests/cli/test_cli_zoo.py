@@ -70,6 +70,7 @@ def test_debug_shows_the_exception():
     assert r.exception is not None and "dna_bb" in str(r.exception)
 
 
+@pytest.mark.slow
 def test_demo_runs_the_zoo():
     r = runner.invoke(app, ["demo", "--zoo", "--json"])
     assert r.exit_code == 0, r.output

@@ -54,6 +54,7 @@ def test_unwritable_output(tmp_path):
     assert blocker.read_text() == "x"
 
 
+@pytest.mark.slow
 def test_existing_artifact_needs_force(tmp_path, lite0_onnx, lite0_weights):
     art = lite0_onnx()
     before = art.path.read_bytes()
@@ -70,6 +71,7 @@ def test_trt_without_model_and_without_runs(tmp_path, monkeypatch):
     assert "no model named" in line and "dna export dna_b --format trt" in line
 
 
+@pytest.mark.slow
 def test_trt_without_model_exports_latest_search_result(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     enc = published_encoding("dna_a").to_dict()
@@ -117,6 +119,7 @@ def test_validate_image_folder_layout(tmp_path, lite0_onnx):
     assert "no images" in one_error_line(runner.invoke(app, ["validate", "dna_a", "--data", str(empty)]))
 
 
+@pytest.mark.slow
 def test_benchmark_table_json_plot(tmp_path):
     args = [
         "--formats",
@@ -145,6 +148,7 @@ def test_benchmark_table_json_plot(tmp_path):
     assert "did you mean onnx?" in one_error_line(bad)
 
 
+@pytest.mark.slow
 def test_trt_as_typed_right_after_a_jetson_search(tmp_path, monkeypatch, write_ratings, files_in):
     """`dna export --format trt` after `dna search ... --device jetson`: names the result it took;
     without TensorRT one line pointing at --onnx-only; --onnx-only exports at the searched fp16."""

@@ -18,6 +18,7 @@ def calib_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_onnx_int8_has_verdict(tmp_path, calib_dir, files_in, lite0_weights):
     a = export_artifact(
         "tf_efficientnet_lite0",

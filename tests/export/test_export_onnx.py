@@ -67,6 +67,7 @@ def test_dynamic_batch_matches_torch(art, lite0, batch):
     assert np.abs(out - ref).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_static_batch_zoo_model(tmp_path):
     a = export_artifact("dna_a", "onnx", tmp_path, batch=2, input_size=128, latency=False)
     assert a.manifest["shapes"]["input"]["shape"] == [2, 3, 128, 128] and a.manifest["dynamic_axes"] == {}

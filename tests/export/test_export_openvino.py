@@ -11,6 +11,7 @@ from dna_zoo.export import export_artifact
 from dna_zoo.export.load import load_runner
 
 
+@pytest.mark.slow
 def test_openvino_fp32_parity(tmp_path, files_in, lite0_weights):
     a = export_artifact(
         "tf_efficientnet_lite0", "openvino", tmp_path, weights=lite0_weights(), input_size=160, latency=False

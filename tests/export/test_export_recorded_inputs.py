@@ -62,6 +62,7 @@ def test_packaged_photos_are_real_images():
     assert (images[0].path.parent / "SOURCES.md").is_file()
 
 
+@pytest.mark.slow
 def test_plain_install_exports_dna_b_on_the_packaged_photos(tmp_path, monkeypatch):
     """Without the set-up script's image package the built-in images are the shipped photos."""
     import dna_zoo.sample_images as si
@@ -71,6 +72,7 @@ def test_plain_install_exports_dna_b_on_the_packaged_photos(tmp_path, monkeypatc
     assert art.manifest["parity"]["images"] == PACKAGED_SOURCE and art.manifest["parity"]["passed"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_FMNIST, reason="no built-in Fashion-MNIST (Debian dataset-fashion-mnist)")
 def test_export_of_a_32px_net_checks_at_32px_on_its_own_data(tmp_path):
     train = open_dataset("builtin", split="train", input_size=32, limit=64)

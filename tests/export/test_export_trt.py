@@ -162,6 +162,7 @@ def test_trt_fp16_onnx_is_fp16_with_fp32_io(tmp_path):
     assert out.dtype == np.float32 and np.abs(out - ref).max() < 1e-2
 
 
+@pytest.mark.slow
 def test_onnx_only_records_trtexec_per_tensorrt_line_and_not_built(tmp_path):
     a = export_artifact("dna_a", "trt", tmp_path, onnx_only=True, latency=False, input_size=64)
     m = a.manifest

@@ -40,6 +40,7 @@ def _export(net, path, exporter):
     return [w for w in caught if issubclass(w.category, DeprecationWarning)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_both_exporters_match_torch_with_a_dynamic_batch(net, tmp_path, exporter):
     path = tmp_path / "net.onnx"

@@ -22,6 +22,7 @@ def hub(tmp_path, monkeypatch, local_hub):
         yield server
 
 
+@pytest.mark.slow
 def test_engines_accumulate_and_new_weights_drop_stale_ones(
     hub, tmp_path, write_search_result, random_weights, tiny_encoding, engine_artifact
 ):

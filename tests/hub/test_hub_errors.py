@@ -50,6 +50,7 @@ def one_line_error(token):
     return one_line_error
 
 
+@pytest.mark.slow
 def test_500_once_on_commit_is_retried_by_the_client(hub, files):
     hub.state.fail("POST", r"/commit/", 500)
     r = runner.invoke(app, push_args(files, "--quiet"))
@@ -66,6 +67,7 @@ def test_500_once_on_create_repo_is_retried_by_us(hub, files):
     assert "model.safetensors" in hub.state.repos[REPO].head.files
 
 
+@pytest.mark.slow
 def test_persistent_500_is_one_line_and_nothing_is_reported_done(hub, files, one_line_error):
     hub.state.fail("POST", r"/api/repos/create", 500, times=10)
     line = one_line_error(runner.invoke(app, push_args(files)))
@@ -215,6 +217,7 @@ def test_private_repo_needs_the_token_to_pull(hub, files, monkeypatch, one_line_
     ]
 
 
+@pytest.mark.slow
 def test_unreachable_hub_and_offline_mode(
     files, tmp_path, monkeypatch, one_line_error, token, client_env, set_offline
 ):

@@ -57,6 +57,7 @@ def test_missing_checkpoint_is_one_line_before_any_work(tmp_path, original_check
     assert not (tmp_path / "release").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_is_refused(tmp_path, original_checkpoint):
     for i, name in enumerate(NAMES):
         original_checkpoint(tmp_path, name, seed=i, arch="dna_c" if name == "dna_a" else None)
@@ -65,6 +66,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, original_checkp
     assert not (tmp_path / "release" / "dna_a" / "upload").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not has_imagenet_images(), reason="no labelled built-in ImageNet images")
 def test_random_weights_are_refused_as_chance_level(tmp_path, original_checkpoint):
     for i, name in enumerate(NAMES):
@@ -75,6 +77,7 @@ def test_random_weights_are_refused_as_chance_level(tmp_path, original_checkpoin
     assert not (tmp_path / "release" / "dna_a" / "artifacts").exists()
 
 
+@pytest.mark.slow
 def test_release_dry_run_then_push_then_timm_loads_it_in_a_fresh_process(
     tmp_path, original_checkpoint, monkeypatch, local_hub, reference_output
 ):

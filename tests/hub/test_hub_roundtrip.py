@@ -115,6 +115,7 @@ def net_push(hub, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_push_created_a_timm_repo(hub, token):
     repo = hub["server"].state.repos[DNA_B_REPO]
     assert {"config.json", "model.safetensors", "README.md"} <= set(repo.head.files)

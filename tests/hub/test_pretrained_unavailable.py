@@ -54,6 +54,7 @@ def test_repo_missing_on_the_hub(tmp_path, monkeypatch, local_hub):
         assert "does not exist" in str(err) and server.endpoint in str(err)
 
 
+@pytest.mark.slow
 def test_warm_cache_loads_with_the_hub_down_or_offline(
     tmp_path, monkeypatch, client_env, local_hub, random_weights, reference_output, set_offline
 ):

@@ -34,6 +34,7 @@ def _cfg(**kw):
     )
 
 
+@pytest.mark.slow
 def test_resumed_run_searches_exports_and_reports(tmp_path, write_ratings):
     run = tmp_path / "run"
     cfg = _cfg()

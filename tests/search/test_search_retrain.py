@@ -38,6 +38,7 @@ def data():
     return training_data("builtin", input_size=32)
 
 
+@pytest.mark.slow
 def test_retrain_writes_weights_the_zoo_loads(data, tmp_path):
     train, val, info = data
     assert info["num_classes"] == 10 and len(train) == 60000 and len(val) == 10000 and info["in_chans"] == 3
@@ -98,6 +99,7 @@ def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path):
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
+@pytest.mark.slow
 def test_cli_retrain_with_kd_teacher(data, tmp_path):
     import timm
 

@@ -91,6 +91,7 @@ def test_in_chans_and_num_classes(name: str):
 
 
 # torch 2.x deprecates torch.jit.script; timm still supports scripting and tests it, so do we.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 @pytest.mark.parametrize("name", NAMES)
 def test_torchscript(name: str):
@@ -147,6 +148,7 @@ def _fx(model: torch.nn.Module, train: bool = False) -> torch.nn.Module:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_fx_forward_and_backward(name: str):
     model = timm.create_model(name, pretrained=False).eval()

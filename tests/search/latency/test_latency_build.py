@@ -39,6 +39,7 @@ def built(tmp_path_factory, tiny_space, tiny_spec):
     return cache, spec, table
 
 
+@pytest.mark.slow
 def test_small_real_build(built, tiny_space):
     cache, spec, table = built
     keys = {it.key for it in items_for(tiny_space(), spec, include_published=False)}
@@ -167,6 +168,7 @@ def test_anchor_entries_share_one_time_base():
     assert entries["d"].median_ms == 0.7
 
 
+@pytest.mark.slow
 def test_validate_writes_json_and_png(built, tmp_path, tiny_space):
     _, _spec, table = built
     report = validate_table(table, tiny_space(), samples=4, timing=CAL)
@@ -183,6 +185,7 @@ def test_validate_writes_json_and_png(built, tmp_path, tiny_space):
         save_report(report, tmp_path / "val")
 
 
+@pytest.mark.slow
 def test_cli_validate_and_predict_on_a_built_table(built, tmp_path, tiny_space):
     cache, spec, _table = built
     space_file = tiny_space().save(tmp_path / "tiny.json")

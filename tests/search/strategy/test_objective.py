@@ -53,6 +53,7 @@ def test_prior_search_returns_the_best_predicted_net_within_the_budget():
     assert feasible and best >= max(predict_top1(e).top1 for e in feasible) - 0.02
 
 
+@pytest.mark.slow
 def test_macs_objective_takes_the_biggest_net_that_fits():
     macs = MacsCost(SPACE, input_size=224, num_classes=1000)
     nets = [e for _, e in _random_nets(50, seed=3)]

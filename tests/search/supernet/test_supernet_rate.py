@@ -54,6 +54,7 @@ def run(tmp_path_factory):
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_prefix_tree_equals_naive(run):
     teacher = teacher_of_run(run)
     supernet, _ = load_supernet(run, teacher)
@@ -87,6 +88,7 @@ def test_units_shard_every_candidate_once_and_balanced():
         assert max(loads) - min(loads) <= 216  # at most one largest unit apart
 
 
+@pytest.mark.slow
 def test_rate_run_writes_a_ratings_file_and_cli(run, tmp_path):
     out = tmp_path / "ratings.json"
     res = CliRunner().invoke(

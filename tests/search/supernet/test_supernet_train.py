@@ -87,6 +87,7 @@ def _tree_digest(path) -> dict[str, tuple[str, int]]:
     }
 
 
+@pytest.mark.slow
 def test_training_steps_decrease_every_block_loss(teacher_weights):
     t = Teacher(timm.create_model(TEACHER, num_classes=10), small_space(), input_size=32)
     x, _ = open_dataset("builtin", split="train", limit=32).batch(range(32))
@@ -175,6 +176,7 @@ def test_kill_9_then_resume_finishes_like_an_uninterrupted_run(ref_run, teacher_
     assert _tree_digest(out) == before
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_reported_and_kept(ref_run, tmp_path):
     run = tmp_path / "corrupt"
     shutil.copytree(ref_run, run)
