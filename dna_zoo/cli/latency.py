@@ -24,7 +24,11 @@ DeviceOpt = typer.Option(
 RuntimeOpt = typer.Option(
     None, "--runtime", "-r", help="onnxruntime (ort), torch, tensorrt (trt); default: the device's first."
 )
-PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 (what the runtime supports).")
+PrecisionOpt = typer.Option(
+    None,
+    "--precision",
+    help="fp32, fp16, bf16 (what the runtime supports) [fp16 with TensorRT on a Jetson, else fp32].",
+)
 BatchOpt = typer.Option(1, "--batch", min=1, help="Batch size.")
 SizeOpt = typer.Option(224, "--input-size", min=8, help="Input resolution.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="CPU threads (default: all this process may use).")
@@ -33,9 +37,13 @@ ForceOpt = typer.Option(False, "--force", help="Use a table made for another dev
 TableOpt = typer.Option(None, "--table", help="A table file to use instead of the cached one.")
 
 
-def _spec(device: str, runtime: str | None, precision: str, batch: int, input_size: int, threads: int | None):
+def _spec(
+    device: str, runtime: str | None, precision: str | None, batch: int, input_size: int, threads: int | None
+):
     from dna_zoo.search.latency.build import resolve_spec
+    from dna_zoo.search.latency.devices import default_setting
 
+    runtime, precision = default_setting(device, runtime, precision)  # what a user of the device means
     return resolve_spec(
         device, runtime, precision=precision, batch=batch, input_size=input_size, threads=threads
     )
@@ -104,7 +112,7 @@ def devices(json_out: bool = JsonOpt) -> None:
 def build(
     device: str = DeviceOpt,
     runtime: str | None = RuntimeOpt,
-    precision: str = PrecisionOpt,
+    precision: str | None = PrecisionOpt,
     batch: int = BatchOpt,
     input_size: int = SizeOpt,
     threads: int | None = ThreadsOpt,
@@ -171,7 +179,7 @@ def build(
 def validate(
     device: str = DeviceOpt,
     runtime: str | None = RuntimeOpt,
-    precision: str = PrecisionOpt,
+    precision: str | None = PrecisionOpt,
     batch: int = BatchOpt,
     input_size: int = SizeOpt,
     threads: int | None = ThreadsOpt,
@@ -258,7 +266,7 @@ def predict(
     ),
     device: str = DeviceOpt,
     runtime: str | None = RuntimeOpt,
-    precision: str = PrecisionOpt,
+    precision: str | None = PrecisionOpt,
     batch: int = BatchOpt,
     input_size: int = SizeOpt,
     threads: int | None = ThreadsOpt,

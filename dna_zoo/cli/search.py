@@ -113,10 +113,11 @@ def search(
     wherever that is TensorRT); elsewhere the device's first runtime at fp32.
     """
     from dna_zoo.io import new_run_dir
+    from dna_zoo.search.latency.devices import default_setting
     from dna_zoo.search.ratings import Ratings
     from dna_zoo.search.space import get_space
     from dna_zoo.search.strategy.budgets import Budgets
-    from dna_zoo.search.strategy.objective import default_setting, search_objective
+    from dna_zoo.search.strategy.objective import search_objective
     from dna_zoo.search.strategy.plot import pareto_plot
 
     if data is not None and ratings is not None:

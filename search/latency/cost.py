@@ -144,5 +144,5 @@ def latency_cost_for(
     from dna_zoo.search.latency.estimate import estimate_table
 
     estimated = estimate_table(space, spec, include_published=True)  # DNA-a..d on the same axis
-    logger.warning(estimated.method["warning"])
+    logger.info(estimated.method["warning"])  # callers show it: the CLI prints it, results record it
     return LatencyCost(space, estimated), {"table": "estimated", **info}

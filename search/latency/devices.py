@@ -499,3 +499,17 @@ def _best_rate(fn, work: float, dev: str) -> float:
             torch.cuda.synchronize()
         best = min(best, (time.perf_counter() - t) / 4)
     return work / best
+
+
+def default_setting(device: str, runtime: str | None, precision: str | None) -> tuple[str, str]:
+    """The runtime and precision a user of ``device`` means when they name none: the device's
+    first runtime, at fp16 where that is TensorRT and the device runs it at fp16 (a Jetson),
+    else fp32."""
+    from dna_zoo.search.latency.runtimes import canonical_runtime
+
+    profile = get_device(device)
+    runtime = canonical_runtime(runtime) if runtime else profile.runtimes[0]
+    if precision is None:
+        fp16 = runtime == "tensorrt" and "fp16" in profile.precisions.get(runtime, ())
+        precision = "fp16" if fp16 else "fp32"
+    return runtime, precision

@@ -115,20 +115,6 @@ def prior_search(
     return result, ratings, rounds
 
 
-def default_setting(device: str, runtime: str | None, precision: str | None) -> tuple[str, str]:
-    """The runtime and precision a user of ``device`` means when they name none: the device's
-    first runtime, at fp16 where that is TensorRT and the device runs it at fp16 (a Jetson),
-    else fp32."""
-    from dna_zoo.search.latency.devices import get_device
-
-    profile = get_device(device)
-    runtime = runtime or profile.runtimes[0]
-    if precision is None:
-        fp16 = runtime == "tensorrt" and "fp16" in profile.precisions.get(runtime, ())
-        precision = "fp16" if fp16 else "fp32"
-    return runtime, precision
-
-
 @dataclass(frozen=True)
 class ObjectiveSearch:
     """A search's answer and what chose it: the objective and the constraints it ran under."""
