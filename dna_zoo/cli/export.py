@@ -96,7 +96,8 @@ def export(
         print_json({"path": str(art.path), "manifest_path": str(art.manifest_path), "manifest": m})
         return
     p = m["parity"]
-    console.print(f"wrote {art.path} ({m['format']}, {m['precision']}); manifest {art.manifest_path.name}")
+    kind = "TensorRT-ready ONNX, no engine built" if m.get("onnx_only") else m["format"]
+    console.print(f"wrote {art.path} ({kind}, {m['precision']}); manifest {art.manifest_path.name}")
     console.print(
         f"parity vs torch on {p['n_images']} real images: max abs diff {p['max_abs_diff']:.2e} "
         f"(max |logit| {p['max_abs_logit']:.2g}), top-1 agreement {_pct(p['top1_agreement'])}, "
