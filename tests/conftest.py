@@ -58,6 +58,26 @@ def _seed():
 
 
 # --- a reduced space and latency tables ------------------------------------------------------
+def _tiny_net():
+    """A three-block net of the small space's first two ops (8-64 channels): quick to retrain."""
+    from dna_zoo.search.space import BlockSpec, SearchSpace, small_space
+
+    space = SearchSpace(
+        "tiny",
+        blocks=(BlockSpec(16, 2, (1,)), BlockSpec(24, 2, (2,)), BlockSpec(32, 2, (1,))),
+        ops=small_space().ops[:2],
+        stem_size=8,
+        num_features=64,
+    )
+    return space.to_encoding([next(space.block_candidates(b)) for b in range(3)], name="tiny_net")
+
+
+@pytest.fixture(scope="session")
+def tiny_net():
+    """The encoding of :func:`_tiny_net` (retraining and export tests)."""
+    return _tiny_net()
+
+
 def _tiny_space() -> SearchSpace:
     """Two blocks, two ops: 9 table entries (stem, first layer, 6 block layers, head)."""
     from dna_zoo.arch import Op

@@ -16,19 +16,9 @@ from dna_zoo.export.parity import parity
 from dna_zoo.export.runners import Runner, torch_runner
 from dna_zoo.sample_images import PACKAGED_SOURCE, packaged_images
 from dna_zoo.search.retrain import DataInfo, RetrainConfig, retrain
-from dna_zoo.search.space import BlockSpec, SearchSpace, small_space
 from dna_zoo.search.supernet.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, open_dataset
 
 HAS_FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
-
-TINY = SearchSpace(
-    "tiny",
-    blocks=(BlockSpec(16, 2, (1,)), BlockSpec(24, 2, (2,)), BlockSpec(32, 2, (1,))),
-    ops=small_space().ops[:2],
-    stem_size=8,
-    num_features=64,
-)
-ARCH = TINY.to_encoding([next(TINY.block_candidates(b)) for b in range(3)], name="tiny_net")
 
 
 def _shifted(runner: Runner, ref: np.ndarray, delta: np.ndarray) -> Runner:
@@ -74,13 +64,13 @@ def test_plain_install_exports_dna_b_on_the_packaged_photos(tmp_path, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_FMNIST, reason="no built-in Fashion-MNIST (Debian dataset-fashion-mnist)")
-def test_export_of_a_32px_net_checks_at_32px_on_its_own_data(tmp_path):
+def test_export_of_a_32px_net_checks_at_32px_on_its_own_data(tmp_path, tiny_net):
     train = open_dataset("builtin", split="train", input_size=32, limit=64)
     val = open_dataset("builtin", split="val", input_size=32, limit=32)
     info = DataInfo.from_source("builtin", train, input_size=32)  # the data source's own normalisation
     out = tmp_path / "retrain"
     retrain(
-        ARCH, train_set=train.dataset, eval_set=val.dataset, num_classes=10, in_chans=3, out_dir=out,
+        tiny_net, train_set=train.dataset, eval_set=val.dataset, num_classes=10, in_chans=3, out_dir=out,
         config=RetrainConfig(epochs=1, batch_size=16, max_steps_per_epoch=2, eval_max_batches=1),
         data_info=info,
     )  # fmt: skip

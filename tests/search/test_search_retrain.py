@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from dna_zoo.cli.main import app
 from dna_zoo.errors import ConfigError
 from dna_zoo.search.retrain import RetrainConfig, load_retrained, retrain, zero_init_residuals
-from dna_zoo.search.space import BlockSpec, SearchSpace, small_space
 from dna_zoo.weights import read_state_dict
 
 pytestmark = pytest.mark.skipif(
@@ -20,14 +19,6 @@ pytestmark = pytest.mark.skipif(
     reason="the built-in Fashion-MNIST (Debian dataset-fashion-mnist) is not installed",
 )
 
-TINY = SearchSpace(
-    "tiny",
-    blocks=(BlockSpec(16, 2, (1,)), BlockSpec(24, 2, (2,)), BlockSpec(32, 2, (1,))),
-    ops=small_space().ops[:2],
-    stem_size=8,
-    num_features=64,
-)
-ARCH = TINY.to_encoding([next(TINY.block_candidates(b)) for b in range(3)], name="tiny_net")
 QUICK = dict(batch_size=16, max_steps_per_epoch=3, eval_max_batches=1, checkpoint_every=2, lr=1e-3)
 
 
@@ -39,11 +30,11 @@ def data():
 
 
 @pytest.mark.slow
-def test_retrain_writes_weights_the_zoo_loads(data, tmp_path):
+def test_retrain_writes_weights_the_zoo_loads(data, tmp_path, tiny_net):
     train, val, info = data
     assert info["num_classes"] == 10 and len(train) == 60000 and len(val) == 10000 and info["in_chans"] == 3
     res = retrain(
-        ARCH, train_set=train, eval_set=val, num_classes=10, in_chans=3, out_dir=tmp_path,
+        tiny_net, train_set=train, eval_set=val, num_classes=10, in_chans=3, out_dir=tmp_path,
         config=RetrainConfig(epochs=1, **QUICK), data_info=info,
     )  # fmt: skip
     assert res.steps == 3 and 0.0 <= res.top1 <= 100.0 and res.kept in ("model", "ema")
@@ -69,11 +60,11 @@ def test_training_data_records_the_datas_own_normalisation(data):
     assert info["identity"]["kind"] == "fashion-mnist" and info["identity"]["split"] == "train"
 
 
-def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path):
+def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path, tiny_net):
     train, val, _ = data
     cfg = RetrainConfig(epochs=2, **{**QUICK, "max_steps_per_epoch": 2, "ema_decay": None})
     kw = dict(eval_set=val, num_classes=10, in_chans=3, config=cfg)
-    full = retrain(ARCH, train_set=train, out_dir=tmp_path / "full", **kw)
+    full = retrain(tiny_net, train_set=train, out_dir=tmp_path / "full", **kw)
 
     class Crash(torch.utils.data.Dataset):  # the process dies while reading batch 4
         def __init__(self):
@@ -89,26 +80,26 @@ def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path):
             return train[i]
 
     with pytest.raises(KeyboardInterrupt):
-        retrain(ARCH, train_set=Crash(), out_dir=tmp_path / "run", **kw)
+        retrain(tiny_net, train_set=Crash(), out_dir=tmp_path / "run", **kw)
     assert not (tmp_path / "run" / "model.safetensors").exists()
     with pytest.raises(ConfigError, match="exists"):
-        retrain(ARCH, train_set=train, out_dir=tmp_path / "run", resume=False, **kw)
-    resumed = retrain(ARCH, train_set=train, out_dir=tmp_path / "run", **kw)
+        retrain(tiny_net, train_set=train, out_dir=tmp_path / "run", resume=False, **kw)
+    resumed = retrain(tiny_net, train_set=train, out_dir=tmp_path / "run", **kw)
     assert resumed.resumed_from_step == 2 and resumed.steps == full.steps == 4
     a, b = read_state_dict(full.weights), read_state_dict(resumed.weights)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
 @pytest.mark.slow
-def test_cli_retrain_with_kd_teacher(data, tmp_path):
+def test_cli_retrain_with_kd_teacher(data, tmp_path, tiny_net):
     import timm
 
     from dna_zoo.weights import save_safetensors
 
-    teacher = timm.create_model("dna_net", arch=ARCH, num_classes=10, in_chans=3)
+    teacher = timm.create_model("dna_net", arch=tiny_net, num_classes=10, in_chans=3)
     save_safetensors(teacher.state_dict(), tmp_path / "teacher.safetensors")
     arch_file = tmp_path / "best.json"
-    arch_file.write_text(json.dumps({"arch": ARCH.to_dict()}))
+    arch_file.write_text(json.dumps({"arch": tiny_net.to_dict()}))
     res = CliRunner().invoke(
         app,
         ["retrain", str(arch_file), "--teacher", str(arch_file), "--teacher-weights",
@@ -121,17 +112,17 @@ def test_cli_retrain_with_kd_teacher(data, tmp_path):
     assert Path(d["out"]) == tmp_path / "retrain"
 
 
-def test_cli_retrain_teacher_without_weights_is_refused(tmp_path):
+def test_cli_retrain_teacher_without_weights_is_refused(tmp_path, tiny_net):
     arch_file = tmp_path / "best.json"
-    arch_file.write_text(json.dumps({"arch": ARCH.to_dict()}))
+    arch_file.write_text(json.dumps({"arch": tiny_net.to_dict()}))
     res = CliRunner().invoke(app, ["retrain", str(arch_file), "--teacher", "efficientnet_b0"])
     assert res.exit_code == 1 and "needs trained weights" in res.output
 
 
-def test_zero_init_touches_residual_blocks_and_classifier():
+def test_zero_init_touches_residual_blocks_and_classifier(tiny_net):
     import timm
 
-    m = timm.create_model("dna_net", arch=ARCH, num_classes=10)
+    m = timm.create_model("dna_net", arch=tiny_net, num_classes=10)
     n = zero_init_residuals(m)
     assert n == 1  # only block 2's second layer has a skip (stride 1, same width)
     assert m.classifier.weight.abs().sum() == 0
