@@ -64,6 +64,8 @@ def write_onnx_file(
     """
     path = Path(path)
     module = module.eval()
+    call = (module, tuple(inputs), str(path))
+    names = {"input_names": list(input_names), "output_names": list(output_names) if output_names else None}
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -71,11 +73,8 @@ def write_onnx_file(
                 for notice in _LEGACY_NOTICES:
                     warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
                 torch.onnx.export(
-                    module,
-                    tuple(inputs),
-                    str(path),
-                    input_names=list(input_names),
-                    output_names=list(output_names) if output_names else None,
+                    *call,
+                    **names,
                     dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()} or None,
                     opset_version=opset,
                     do_constant_folding=True,
@@ -83,11 +82,8 @@ def write_onnx_file(
                 )
             elif exporter == "dynamo":
                 torch.onnx.export(
-                    module,
-                    tuple(inputs),
-                    str(path),
-                    input_names=list(input_names),
-                    output_names=list(output_names) if output_names else None,
+                    *call,
+                    **names,
                     dynamic_shapes=_dynamic_shapes(input_names, dynamic_axes or {}),
                     opset_version=max(opset, DYNAMO_MIN_OPSET),
                     dynamo=True,
