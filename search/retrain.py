@@ -35,6 +35,7 @@ from dna_zoo.arch import ArchEncoding, load_encoding
 from dna_zoo.errors import ConfigError, DataError, WeightsError
 from dna_zoo.io import atomic_write, atomic_write_json
 from dna_zoo.progress import Reporter, reporter_or_null
+from dna_zoo.search.depthwise_grad import speed_up_depthwise
 from dna_zoo.search.supernet import distributed
 from dna_zoo.search.supernet.data import ShardSampler
 
@@ -385,6 +386,7 @@ def retrain(
     model.to(world.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    speed_up_depthwise(model)
     optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_train = len(train_set)
     steps_per_epoch = n_train // (cfg.batch_size * world.size)

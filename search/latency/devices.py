@@ -341,6 +341,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_isa() -> list[str]:
+    """The vector ISA extensions that matter for CPU speed (AVX2, AVX-512, VNNI, bf16, AMX)
+    that /proc/cpuinfo lists; empty where it cannot be read."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
 def available_cpus() -> int:
     """Logical CPUs this process may run on (respects taskset / cgroups affinity)."""
     try:

@@ -36,6 +36,7 @@ from torch.optim.swa_utils import update_bn
 from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter, reporter_or_null
+from dna_zoo.search.depthwise_grad import speed_up_depthwise
 from dna_zoo.search.space import Candidate, SearchSpace
 from dna_zoo.search.supernet.data import DataSource, ShardSampler, first_batches
 from dna_zoo.search.supernet.model import SAMPLING, Cell, PathSampler
@@ -232,6 +233,7 @@ def train_spos(
         total = min(total, cfg.max_steps)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     supernet.to(memory_format=fmt)
+    speed_up_depthwise(supernet)
     optimizer = create_optimizer_v2(supernet, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler, _ = create_scheduler_v2(
         optimizer,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from dna_zoo.accuracy import TopKAccuracy
 from dna_zoo.errors import ConfigError, OutputExistsError
 from dna_zoo.progress import Reporter, reporter_or_null
+from dna_zoo.search.depthwise_grad import speed_up_depthwise
 from dna_zoo.search.supernet.data import ShardSampler, is_builtin, open_dataset
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ def train_teacher(
     use_amp = amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     net = net.to(dev, memory_format=torch.channels_last)
+    speed_up_depthwise(net)
     per_epoch = ShardSampler.batches_per_epoch(len(train), batch_size)
     if per_epoch < 1:
         raise ConfigError(f"{len(train)} images are fewer than one batch of {batch_size}")

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter, reporter_or_null
+from dna_zoo.search.depthwise_grad import speed_up_depthwise
 from dna_zoo.search.space import SearchSpace, get_space
 from dna_zoo.search.supernet import distributed
 from dna_zoo.search.supernet.data import DataSource, ShardSampler, is_builtin, open_dataset
@@ -376,6 +377,7 @@ def train_supernet(
     dev = world.device
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     supernet.to(dev, memory_format=fmt)
+    speed_up_depthwise(supernet)
     teach.model.to(dev, memory_format=fmt)
     use_amp = cfg.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
