@@ -33,6 +33,7 @@ class Latency:
     source: str  # "measured" or "estimated" (e.g. from a latency table)
     batch: int = 1
     note: str = ""
+    input_size: int | None = None  # the resolution the figure is for (it may differ from training's)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Latency:
             "ms": self.ms,
             "source": self.source,
             "batch": self.batch,
+            **({"input_size": self.input_size} if self.input_size else {}),
             **({"note": self.note} if self.note else {}),
         }
 
@@ -164,11 +166,15 @@ def _latency_section(latency: tuple[Latency, ...]) -> list[str]:
     if not latency:
         return []
     out = ["## Latency", ""]
-    out += ["| device | runtime | precision | batch | latency (ms) | source |", "|---|---|---|---|---|---|"]
+    out += [
+        "| device | runtime | precision | batch | input | latency (ms) | source |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for lat in latency:
         note = f" ({lat.note})" if lat.note else ""
+        size = f"{lat.input_size}x{lat.input_size}" if lat.input_size else "?"
         out.append(
-            f"| {lat.device} | {lat.runtime} | {lat.precision} | {lat.batch} | {lat.ms:.2f} "
+            f"| {lat.device} | {lat.runtime} | {lat.precision} | {lat.batch} | {size} | {lat.ms:.2f} "
             f"| {lat.source}{note} |"
         )
     out += [

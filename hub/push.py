@@ -271,6 +271,7 @@ def _latencies(result: SearchResult | None, artifacts: list[LocalArtifact]) -> l
                 source="estimated" if lat.estimated else "measured",
                 batch=int(d.get("batch", 1)),
                 note=estimate_note(d.get("estimate")) if lat.estimated else "from a measured per-layer table",
+                input_size=d.get("input_size"),
             )
         )
     for a in artifacts:
@@ -285,9 +286,18 @@ def _latencies(result: SearchResult | None, artifacts: list[LocalArtifact]) -> l
                     source="measured",
                     batch=t.batch,
                     note=f"{a.repo_folder()}/{a.path.name} at export, median",
+                    input_size=_input_size(a.manifest.raw),
                 )
             )
     return out
+
+
+def _input_size(manifest: dict) -> int | None:
+    """The square input resolution an export manifest records (None where not square/known)."""
+    shape = manifest.get("shapes", {}).get("input", {}).get("shape", [])
+    if len(shape) == 4 and isinstance(shape[-1], int) and shape[-1] == shape[-2]:
+        return int(shape[-1])
+    return None
 
 
 def _refuse_token_in(folder: Path) -> None:

@@ -36,7 +36,8 @@ from typing import Any
 
 from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter
-from dna_zoo.search.strategy.budgets import Budgets
+from dna_zoo.search.comparison import compare_to_searched
+from dna_zoo.search.strategy.budgets import Budgets, budget_report
 
 log = logging.getLogger(__name__)
 
@@ -45,36 +46,54 @@ PIPELINE_FILE = "pipeline.json"
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Settings of a pipeline run; the defaults are the built-in demo, sized (teacher 2 epochs
-    on the first 30k images, 1 retrain epoch) so the whole run takes minutes on a CPU rather
-    than the half hour of 4 teacher epochs on all 60k images and 2 retrain epochs (measured
-    stage times in bench/results/README.md)."""
+    """Settings of a pipeline run; the defaults are the built-in demo, sized so that set-up
+    plus the whole run take under 15 minutes on a 2-core AVX2 CPU (measured stage times in
+    bench/results/README.md): teacher 2 epochs on the first 20k images, supernet 1 epoch on
+    30k, and 234 retraining steps of 128 images (30k images) for each of the four retrained
+    nets (the searched net twice, for the seed noise; the most-MACs net; a random net).
+
+    The latency budget is costed at ``latency_input_size`` (224 px, batch 1: the setting a
+    deployed net runs in), not at the 32 px the demo trains at: at 32 px per-operator
+    overheads dominate and every network of the ``small`` space costs about the same
+    (0.59-0.65 ms on this CPU's table), so no budget would bind. ``noise_seeds`` extra seeds
+    of the searched net measure the retraining's seed noise, against which the comparisons
+    with the other nets are judged."""
 
     data: str = "builtin"
     space: str = "small"
     teacher: str = "efficientnet_b0"
     teacher_weights: str | None = None
     teacher_epochs: int = 2
-    teacher_limit: int | None = 30000
+    teacher_limit: int | None = 20000
     input_size: int = 32
     in_chans: int = 3
     num_classes: int = 10
     supernet_epochs: int = 1
     supernet_batch_size: int = 64
-    supernet_limit: int | None = None
+    supernet_limit: int | None = 30000
     rate_bn_batches: int = 4
     rate_eval_batches: int = 8
     retrain_epochs: int = 1
     retrain_batch_size: int = 128
-    retrain_max_steps: int | None = None
+    retrain_max_steps: int | None = 234
     kd: bool = True
     baseline: bool = True
+    noise_seeds: int = 1
+    latency_input_size: int | None = 224
     seed: int = 0
     budgets: Budgets = field(default_factory=lambda: Budgets(latency_ms="auto", device="cpu"))
 
     def __post_init__(self) -> None:
         if self.retrain_epochs < 0 or self.teacher_epochs < 1 or self.supernet_epochs < 1:
             raise ConfigError("epochs must be positive (retrain epochs may be 0 to skip retraining)")
+        if self.noise_seeds < 0:
+            raise ConfigError(f"noise seeds must be >= 0, got {self.noise_seeds}")
+
+    @property
+    def cost_input_size(self) -> int:
+        """The resolution the latency budget is costed at (``latency_input_size``, else the
+        training resolution)."""
+        return self.latency_input_size or self.input_size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,6 +208,16 @@ def baseline_network(space, model, target: float, chosen, *, seed: int = 0, draw
     return space.to_encoding(best, name="baseline"), fixed + sum(model.cost(c) for c in best)
 
 
+def most_macs_network(space, constraints) -> tuple[Any, float]:
+    """The network with the most MACs within ``constraints`` (the obvious choice a search
+    must beat) and its cost along the first constraint."""
+    from dna_zoo.search.strategy.constrained import constrained_search
+    from dna_zoo.search.strategy.objective import macs_ratings
+
+    res = constrained_search(macs_ratings(space), constraints, name="most_macs")
+    return res.arch, res.costs[0].value
+
+
 def measure_latency(
     models: dict[str, Any], cfg: PipelineConfig, spec: dict[str, Any], table=None
 ) -> tuple[dict[str, float], float | None]:
@@ -286,8 +315,8 @@ def run_pipeline(
     if cfg.budgets.latency_ms is not None:
         say("latency table")
     chosen = budget_constraints(
-        ratings, cfg.budgets, input_size=cfg.input_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-        build_table=True, progress=progress,
+        ratings, cfg.budgets, input_size=cfg.cost_input_size, in_chans=cfg.in_chans,
+        num_classes=cfg.num_classes, build_table=True, progress=progress,
     )  # fmt: skip
     constraints, lat_model, lat_info = chosen.constraints, chosen.latency, chosen.latency_info
     if lat_info is not None:
@@ -314,6 +343,7 @@ def run_pipeline(
 
     nets = {"searched": result.arch}
     axis_model = constraints[0].model
+    report["budget"] = budget_report(space, constraints)
     if cfg.baseline:
         enc, cost = baseline_network(
             space, axis_model, result.costs[0].value, result.candidates, seed=cfg.seed
@@ -324,6 +354,15 @@ def run_pipeline(
             "rating": sum(ratings.losses[c.key] for c in space.from_encoding(enc)),
             "how": f"random network of the space with the {axis_model.name} closest to the searched net's",
         }  # fmt: skip
+        enc, cost = most_macs_network(space, constraints)
+        if [c.key for c in space.from_encoding(enc)] != list(result.candidates):
+            nets["most_macs"] = enc
+        report["most_macs"] = {
+            "arch_def": enc.to_arch_def(), "predicted": cost, "cost": axis_model.name,
+            "rating": sum(ratings.losses[c.key] for c in space.from_encoding(enc)),
+            "same_as_searched": "most_macs" not in nets,
+            "how": "the network with the most MACs within the same budgets (the obvious choice)",
+        }  # fmt: skip
 
     trained = {}
     if cfg.retrain_epochs > 0:
@@ -333,7 +372,11 @@ def run_pipeline(
         if cfg.kd:
             teacher_model = load_kd_teacher(cfg.teacher, teacher_weights, in_chans=cfg.in_chans)
         train_set, val_set, info = training_data(cfg.data, input_size=cfg.input_size, in_chans=cfg.in_chans)
-        for name, enc in nets.items():
+        jobs = [(name, enc, cfg.seed) for name, enc in nets.items()]
+        jobs += [
+            (f"searched_seed{cfg.seed + i}", result.arch, cfg.seed + i) for i in range(1, cfg.noise_seeds + 1)
+        ]
+        for name, enc, seed in jobs:
             t0 = time.perf_counter()
             say(f"retrain {name}")
             out = run / ("retrain" if name == "searched" else name)
@@ -341,17 +384,19 @@ def run_pipeline(
                 enc, train_set=train_set, eval_set=val_set, num_classes=cfg.num_classes,
                 in_chans=cfg.in_chans, out_dir=out, teacher=teacher_model, data_info=info,
                 config=RetrainConfig(
-                    epochs=cfg.retrain_epochs, batch_size=cfg.retrain_batch_size, seed=cfg.seed,
+                    epochs=cfg.retrain_epochs, batch_size=cfg.retrain_batch_size, seed=seed,
                     max_steps_per_epoch=cfg.retrain_max_steps,
                 ),
                 progress=progress,
             )  # fmt: skip
-            trained[name] = load_retrained(out)
+            if name in nets:
+                trained[name] = load_retrained(out)
             report.setdefault("retrain", {})[name] = {
                 "top1": res.top1, "kept": res.kept, "epochs": res.epochs, "seconds": round(res.seconds, 1),
-                "weights": str(res.weights),
+                "weights": str(res.weights), "seed": seed,
             }  # fmt: skip
             timed(f"retrain {name}", t0)
+        report["comparison"] = compare_to_searched(report["retrain"], n_eval=len(val_set), seed=cfg.seed)
 
     t0 = time.perf_counter()
     say("export and measure")

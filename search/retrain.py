@@ -414,7 +414,8 @@ def retrain(
     else:
         criterion = nn.CrossEntropyLoss()
     if teacher is not None:
-        teacher = teacher.to(world.device).eval()
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        teacher = teacher.to(world.device, memory_format=fmt).eval()  # channels_last: ~3x faster forward
         for p in teacher.parameters():
             p.requires_grad_(False)
     train_model: nn.Module = model

@@ -254,9 +254,17 @@ def show_report(r: dict) -> None:
         budget = "" if c["budget"] is None else f" (budget {_fmt(c['name'], c['budget'])})"
         rows.append((f"predicted {c['name']}", f"{_fmt(c['name'], c['value'])}{budget}"))
     rows.append(("params / MACs", f"{s['params']:,} / {s['macs']['conv_linear'] / 1e6:.1f}M (conv+linear)"))
+    if "budget" in r:
+        b = r["budget"]
+        rows.append((
+            "budget binds",
+            f"the space spans {_fmt(b['cost'], b['space_min'])} - {_fmt(b['cost'], b['space_max'])} "
+            f"(x{b['span']:.2f}) at {b['input_size']} px; "
+            f"the budget excludes {100 * b['excluded_share']:.1f}% of {b['draws']:,} random networks of it",
+        ))  # fmt: skip
     lat = r.get("latency", {})
     acc = r.get("retrain", {})
-    for name in ("searched", "baseline"):
+    for name in ("searched", "most_macs", "baseline"):
         if name in lat:
             lv = lat[name]
             text = (f"predicted {lv['predicted_ms']:.3f} ms, "
@@ -269,6 +277,19 @@ def show_report(r: dict) -> None:
             rows.append((f"{name}: latency", text))
         if name in acc:
             rows.append((f"{name}: top-1 after retrain", f"{acc[name]['top1']:.2f}%"))
+    cmp = r.get("comparison") or {}
+    if cmp:
+        n = cmp["noise"]
+        rows.append((
+            "seed noise",
+            f"searched net over {len(n['top1_by_seed'])} seeds: "
+            + ", ".join(f"{t:.2f}%" for t in n["top1_by_seed"])
+            + f"; sd of one run {n['sd_one_run']:.2f} pp (from {n['from']})",
+        ))  # fmt: skip
+        for name, v in cmp["vs"].items():
+            rows.append(
+                (f"searched vs {name}", f"{v['diff']:+.2f} pp (bar {v['noise_bar']:.2f}): {v['verdict']}")
+            )
     if "teacher" in r and r["teacher"].get("top1") is not None:
         rows.append(("teacher top-1", f"{r['teacher']['top1']:.2f}% ({r['teacher']['model']})"))
     for n, e in r.get("export", {}).items():
@@ -280,4 +301,9 @@ def show_report(r: dict) -> None:
         console.print("  " + ", ".join(stage))
     if "baseline" in r:
         console.print(f"baseline: {r['baseline']['how']}")
+    if "most_macs" in r:
+        same = " (it is the searched net itself)" if r["most_macs"].get("same_as_searched") else ""
+        console.print(f"most_macs: {r['most_macs']['how']}{same}")
+    if cmp:
+        console.print(f"comparison rule: {cmp['rule']}")
     console.print(f"wrote {s['best']}, {s['plot']} and {r['run_dir']}/report.json")

@@ -8,6 +8,8 @@ models, the latency table's choice, the ``"auto"`` latency budget).
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +111,22 @@ def budget_constraints(
     if budgets.params is not None:
         constraints.append(Constraint(ParamsCost(space, **kw), float(budgets.params)))
     return BudgetConstraints(constraints, latency, info, auto)
+
+
+def budget_report(
+    space, constraints: Sequence[Constraint], *, draws: int = 20000, seed: int = 0
+) -> dict[str, Any]:
+    """How much the first budget binds: the space's cheapest and dearest network along its
+    cost, their ratio, and the share of the space's networks (uniform over candidates per
+    block, i.e. over networks; ``draws`` seeded samples) the budget excludes."""
+    c = constraints[0]
+    model, fixed = c.model, c.model.fixed_cost()
+    per_block = [[model.cost(cand) for cand in space.block_candidates(b)] for b in range(len(space.blocks))]
+    lo, hi = fixed + sum(min(b) for b in per_block), fixed + sum(max(b) for b in per_block)
+    rng = random.Random(seed)
+    over = sum(fixed + sum(rng.choice(b) for b in per_block) > c.budget for _ in range(draws))
+    return {
+        "cost": model.name, "unit": model.unit, "budget": c.budget, "space_min": lo, "space_max": hi,
+        "span": hi / lo if lo > 0 else float("inf"), "excluded_share": over / draws, "draws": draws,
+        "input_size": model.input_size,
+    }  # fmt: skip

@@ -224,16 +224,19 @@ def test_card_says_what_the_issue_asks(hub):
     result = SearchResult.load(hub["result"])
     lat = result.latency
     assert lat is not None and lat.estimated
-    # the predicted latency: device, runtime, precision, batch, ms, estimated
+    # the predicted latency: device, runtime, precision, batch, the resolution it is for, ms, estimated
     d = lat.details
-    row = f"| {d['device']} | {d['runtime']} | {d['precision']} | 1 | {lat.value:.2f} | estimated"
+    size = f"{d['input_size']}x{d['input_size']}"
+    row = f"| {d['device']} | {d['runtime']} | {d['precision']} | 1 | {size} | {lat.value:.2f} | estimated"
     assert row in card.text, card.text
     # each artifact with its parity and its own measured latency
     (onnx,) = (hub["artifacts"] / "onnx").glob("*.onnx")
     m = load_manifest(onnx)
     t = m.own_timing
     assert t is not None and t.runner == "onnxruntime fp32"
-    assert f"| {m.device} | onnxruntime fp32 | fp32 | 1 | {t.median_ms:.2f} | measured" in card.text
+    shape = m.raw["shapes"]["input"]["shape"]
+    size = f"{shape[-1]}x{shape[-2]}"
+    assert f"| {m.device} | onnxruntime fp32 | fp32 | 1 | {size} | {t.median_ms:.2f} | measured" in card.text
     assert f"{t.median_ms:.2f} ms (onnxruntime fp32, batch 1, measured)" in card.text
     assert f"max abs diff {m.parity['max_abs_diff']:.2g}, top-1 agreement 100.0%" in card.text
     assert "TensorRT 10.3.0, NVIDIA Jetson AGX Orin" in card.text

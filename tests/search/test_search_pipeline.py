@@ -49,6 +49,10 @@ def test_resumed_run_searches_exports_and_reports(tmp_path, write_ratings):
         assert report["export"][name]["max_abs_diff"] < 1e-4 and (run / onnx).is_file()
     b = report["baseline"]
     assert b["arch_def"] != best["arch_def"] and abs(b["predicted"] - best["params"]) / best["params"] < 0.05
+    # the obvious choice under the same budget: the most MACs that fit
+    mm = report["most_macs"]
+    assert mm["predicted"] <= 3.2e6 and (mm["same_as_searched"] or (run / "most_macs.onnx").is_file())
+    assert report["budget"]["cost"] == "params" and 0 <= report["budget"]["excluded_share"] <= 1
     assert json.loads((run / "report.json").read_text())["search"]["rating"] == best["rating"]
 
 
