@@ -62,6 +62,59 @@ def setting_data(
 ROOFLINE_FEATURES = ("dense", "depthwise", "grouped", "conv_memory", "elementwise_memory")
 
 
+FIXED_FEATURES = ("conv_kernels", "elementwise_kernels", "fusable_kernels", "per_inference")
+
+
+def _floor(feature: str) -> float:
+    return 1.0 if feature in ROOFLINE_FEATURES else 0.0
+
+
+def _solve(
+    rows: Sequence[SettingData],
+    free: Sequence[str],
+    held: np.ndarray,
+    *,
+    fixed_cost: str,
+    ref_gflops: float,
+    tied: Sequence[Sequence[str]],
+) -> np.ndarray:
+    """``held`` with the ``free`` features refitted (non-negative, roofline features >= 1) to
+    minimise the settings' relative squared error; the other features keep their ``held`` value."""
+    from scipy.optimize import nnls
+
+    coef = held.copy()
+    if not rows or not free:
+        return coef
+    a, b = [], []
+    free_idx = [FEATURES.index(f) for f in free]
+    rest = np.ones(len(FEATURES), bool)
+    rest[free_idx] = False
+    for sd in rows:
+        w = 1.0 / np.sqrt(len(sd.y))
+        x = sd.x(fixed_cost, ref_gflops)
+        a.append(x / sd.y[:, None] * w)
+        b.append((1.0 - x[:, rest] @ held[rest] / sd.y) * w)
+    A, B = np.concatenate(a), np.concatenate(b)
+    groups: list[list[int]] = []
+    seen: set[str] = set()
+    for g in tied:
+        members = [FEATURES.index(f) for f in g if f in free]
+        if members:
+            groups.append(members)
+            seen |= set(g)
+    groups += [[FEATURES.index(f)] for f in free if f not in seen]
+    G = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
+    floor = np.array([_floor(FEATURES[g[0]]) for g in groups])
+    # no kernel beats the roofline: throughput / bandwidth coefficients >= 1 (theta = floor + phi, phi >= 0)
+    B = B - G @ floor
+    scale = np.maximum(np.abs(G).max(axis=0), 1e-12)  # column scaling for a well-posed nnls
+    c, _ = nnls(G / scale, B, maxiter=50 * G.shape[1])
+    c = c / scale + floor
+    for g, v in zip(groups, c, strict=True):
+        coef[g] = v
+    return coef
+
+
 def fit_coef(
     rows: Sequence[SettingData],
     *,
@@ -69,37 +122,27 @@ def fit_coef(
     ref_gflops: float,
     tied: Sequence[Sequence[str]] = (),
     dropped: Sequence[str] = (),
+    staged: bool = False,
 ) -> np.ndarray:
     """Non-negative coefficients minimising the settings' relative squared error.
 
     ``tied`` groups of features share one coefficient (e.g. every kernel pays the same launch
-    cost); ``dropped`` features get 0.
+    cost); ``dropped`` features get 0. ``staged``: the fixed costs (per kernel, per inference)
+    are fitted on the batch-1 settings alone, where they are nearly all of the latency (the
+    throughput terms held at the roofline), then the throughput / bandwidth coefficients on the
+    batched settings with those fixed costs held, so neither regime distorts the other's terms.
     """
-    from scipy.optimize import nnls
-
-    a, b = [], []
-    for sd in rows:
-        w = 1.0 / np.sqrt(len(sd.y))
-        a.append(sd.x(fixed_cost, ref_gflops) / sd.y[:, None] * w)
-        b.append(np.full(len(sd.y), w))
-    A, B = np.concatenate(a), np.concatenate(b)
-    groups: list[list[int]] = []
-    seen: set[str] = set(dropped)
-    for g in tied:
-        groups.append([FEATURES.index(f) for f in g])
-        seen |= set(g)
-    groups += [[i] for i, f in enumerate(FEATURES) if f not in seen]
-    G = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
-    floor = np.array([1.0 if FEATURES[g[0]] in ROOFLINE_FEATURES else 0.0 for g in groups])
-    # no kernel beats the roofline: throughput / bandwidth coefficients >= 1 (theta = floor + phi, phi >= 0)
-    B = B - G @ floor
-    scale = np.maximum(np.abs(G).max(axis=0), 1e-12)  # column scaling for a well-posed nnls
-    c, _ = nnls(G / scale, B, maxiter=50 * G.shape[1])
-    c = c / scale + floor
-    coef = np.zeros(len(FEATURES))
-    for g, v in zip(groups, c, strict=True):
-        coef[g] = v
-    return coef
+    keep = [f for f in FEATURES if f not in dropped]
+    floors = np.array([_floor(f) if f in keep else 0.0 for f in FEATURES])
+    kw = {"fixed_cost": fixed_cost, "ref_gflops": ref_gflops, "tied": tied}
+    if not staged:
+        return _solve(rows, keep, floors, **kw)
+    fixed = [f for f in keep if f in FIXED_FEATURES]
+    rest = [f for f in keep if f not in FIXED_FEATURES]
+    single = [sd for sd in rows if sd.setting.batch == 1]
+    batched = [sd for sd in rows if sd.setting.batch > 1]
+    coef = _solve(single, fixed, floors, **kw)
+    return _solve(batched, rest, coef, **kw)
 
 
 def make_params(
@@ -111,8 +154,11 @@ def make_params(
     note: str = "",
     tied: Sequence[Sequence[str]] = (),
     dropped: Sequence[str] = (),
+    staged: bool = False,
 ) -> ClassParams:
-    coef = fit_coef(rows, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped)
+    coef = fit_coef(
+        rows, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped, staged=staged
+    )
     devices = sorted({sd.profile.name for sd in rows})
     return ClassParams(
         name,
@@ -121,6 +167,7 @@ def make_params(
         ref_gflops,
         tuple(devices),
         note=note,
+        fit={"tied": [list(g) for g in tied], "dropped": list(dropped), "staged": staged},
     )
 
 
@@ -167,6 +214,7 @@ def leave_one_device_out(
     ref_gflops: float,
     tied: Sequence[Sequence[str]] = (),
     dropped: Sequence[str] = (),
+    staged: bool = False,
 ) -> dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]]:
     """Per device: fit on every other device of the class (not sharing its chip), predict it."""
     out: dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]] = {}
@@ -174,7 +222,13 @@ def leave_one_device_out(
         prof = next(sd.profile for sd in rows if sd.profile.name == dev)
         train = [sd for sd in rows if not same_chip(sd.profile, prof)]
         params = make_params(
-            name, train, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped
+            name,
+            train,
+            fixed_cost=fixed_cost,
+            ref_gflops=ref_gflops,
+            tied=tied,
+            dropped=dropped,
+            staged=staged,
         )
         out[dev] = [(sd, predict(sd, params), params) for sd in rows if sd.profile.name == dev]
     return out

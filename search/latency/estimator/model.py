@@ -108,6 +108,7 @@ class ClassParams:
     fitted_on: tuple[str, ...]
     held_out: dict[str, Any] = field(default_factory=dict, hash=False)
     note: str = ""
+    fit: dict[str, Any] = field(default_factory=dict, hash=False)  # fit.fit_coef options used
 
     def unit(self, specs: Specs) -> float:
         return self.ref_gflops / specs.fp32_gflops if self.fixed_cost == "scaled" else 1.0
@@ -123,6 +124,7 @@ class ClassParams:
             "fitted_on": list(self.fitted_on),
             "held_out": self.held_out,
             "note": self.note,
+            "fit": self.fit,
         }
 
     @classmethod
@@ -135,6 +137,7 @@ class ClassParams:
             tuple(d.get("fitted_on", ())),
             dict(d.get("held_out", {})),
             d.get("note", ""),
+            dict(d.get("fit", {})),
         )
 
 

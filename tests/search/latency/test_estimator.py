@@ -70,7 +70,11 @@ def test_shipped_phone_params_are_what_the_fit_gives():
     ]
     rows = setting_data(data, settings)
     shipped = shipped_params().get("phone-cpu")
-    refit = make_params("phone-cpu", rows, fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops)
+    fit = shipped.fit
+    assert set(fit) == {"tied", "dropped", "staged"}
+    refit = make_params(
+        "phone-cpu", rows, fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops, **fit
+    )
     np.testing.assert_allclose(refit.vector(), shipped.vector(), rtol=1e-6, atol=1e-9)
 
 
