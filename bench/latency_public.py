@@ -40,7 +40,7 @@ RESULTS = ROOT / "bench" / "results"
 KERNELS = ("conv_kernels", "elementwise_kernels", "fusable_kernels")
 MEMORY = ("conv_memory", "elementwise_memory", "fusable_memory")
 CONFIG = {
-    "phone-cpu": {"fixed_cost": "scaled", "tied": [("dense", "grouped")], "dropped": MEMORY},
+    "phone-cpu": {"fixed_cost": "scaled", "tied": [("dense", "depthwise", "grouped")], "dropped": MEMORY},
     "server-cpu": {"fixed_cost": "absolute"},
     "gpu": {"fixed_cost": "scaled", "tied": [KERNELS], "staged": True},
 }

@@ -60,22 +60,60 @@ def test_shipped_params_cover_every_class_and_quote_held_out_error():
     assert params.meta["generated_by"] == "bench/latency_public.py"
 
 
-def test_shipped_phone_params_are_what_the_fit_gives():
-    """The data file is the fit's output, not hand-edited numbers."""
-    from dna_zoo.search.latency.estimator.fit import make_params, setting_data
+def _class_rows(cls: str):
+    from dna_zoo.search.latency.estimator.fit import setting_data
 
     data = public_data()
-    settings = [
-        s for s in data.settings if s.device != "cpu" and device_class(get_device(s.device)) == "phone-cpu"
-    ]
-    rows = setting_data(data, settings)
-    shipped = shipped_params().get("phone-cpu")
+    settings = [s for s in data.settings if s.device != "cpu" and device_class(get_device(s.device)) == cls]
+    return setting_data(data, settings)
+
+
+@pytest.mark.parametrize("cls", ["phone-cpu", "gpu"])
+def test_shipped_params_are_what_the_fit_gives(cls):
+    """The data file is the fit's output (with the options it records), not hand-edited numbers."""
+    from dna_zoo.search.latency.estimator.fit import make_params
+
+    shipped = shipped_params().get(cls)
     fit = shipped.fit
     assert set(fit) == {"tied", "dropped", "staged"}
     refit = make_params(
-        "phone-cpu", rows, fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops, **fit
+        cls, _class_rows(cls), fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops, **fit
     )
     np.testing.assert_allclose(refit.vector(), shipped.vector(), rtol=1e-6, atol=1e-9)
+    for group in fit["tied"]:  # tied features share one coefficient
+        assert len({shipped.coef[f] for f in group}) == 1
+    assert all(shipped.coef[f] == 0 for f in fit["dropped"])
+
+
+def test_staged_fit_takes_fixed_costs_from_batch_1_and_throughput_from_batched_settings():
+    from dna_zoo.search.latency.estimator.fit import FIXED_FEATURES, fit_coef
+    from dna_zoo.search.latency.estimator.model import FEATURES
+
+    rows = _class_rows("gpu")
+    single = [sd for sd in rows if sd.setting.batch == 1]
+    assert single and len(single) < len(rows)
+    kw = {"fixed_cost": "scaled", "ref_gflops": 12150.0, "tied": [FIXED_FEATURES[:3]], "staged": True}
+    staged = fit_coef(rows, **kw)
+    fixed = [FEATURES.index(f) for f in FIXED_FEATURES]
+    # the fixed costs depend on the batch-1 settings alone ...
+    np.testing.assert_allclose(staged[fixed], fit_coef(single, **kw)[fixed], rtol=1e-9)
+    # ... and are host-scale costs (tens of microseconds per kernel, under a ms per inference)
+    assert (
+        10 < staged[FEATURES.index("conv_kernels")] < 200 and 0 < staged[FEATURES.index("per_inference")] < 2
+    )
+    # the batched settings move the throughput terms (grouped 1x1 + shuffle is slow on these GPUs)
+    assert staged[FEATURES.index("grouped")] > 2
+    # a joint fit lets the batched settings pull the fixed costs away from the batch-1 fit
+    joint = fit_coef(rows, **{**kw, "staged": False})
+    assert not np.allclose(joint[fixed], staged[fixed], rtol=1e-3)
+
+
+def test_jetson_class_is_the_gpu_fit_with_absolute_fixed_costs():
+    params = shipped_params()
+    gpu, jetson = params.get("gpu"), params.get("jetson-gpu")
+    np.testing.assert_array_equal(gpu.vector(), jetson.vector())
+    assert gpu.fixed_cost == "scaled" and jetson.fixed_cost == "absolute"
+    assert "jetson-tx2" not in gpu.fitted_on and "TX2" in jetson.held_out["method"]
 
 
 def test_unsupported_ops_are_named():
