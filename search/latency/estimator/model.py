@@ -12,12 +12,31 @@ For a network of kernels on a device with dense peak ``P`` (at the precision), v
             + (c_conv x n_conv + c_elt x n_elementwise + c_fuse x n_norm_relu) x u   (per-kernel fixed cost)
             + c_inf x u                                                            (per-inference fixed cost)
 
-Every coefficient is >= 0 and fitted per device class on public whole-network measurements
-(``bench/latency_public.py`` writes them to ``dna_zoo/data/latency_estimator.json``, with each
-class's held-out error). ``u`` is 1, or for classes whose fixed costs are CPU instructions
-(phones, server CPUs) the class's reference fp32 peak over this device's, so a slower core
-pays proportionally more per kernel. A device's own ``launch_overhead_us`` (if its profile
-has one) replaces the fitted per-kernel cost of conv kernels.
+Every coefficient is >= 0 (the throughput / bandwidth ones >= 1: no kernel beats the roofline)
+and fitted per device class on public whole-network measurements (``bench/latency_public.py``
+writes them to ``dna_zoo/data/latency_estimator.json``, with each class's held-out error and
+the fit options in ``fit``). ``u`` is 1 (``fixed_cost: absolute``), or (``scaled``) the class's
+reference fp32 peak over this device's, so a slower device pays proportionally more per kernel.
+A device's own ``launch_overhead_us`` (if its profile has one) replaces the fitted per-kernel
+cost of conv kernels. What each class keeps (few parameters each):
+
+- ``phone-cpu`` (2 fitted numbers): one efficiency for every conv kind (dense, depthwise and
+  grouped tied) and a cost per BN / ReLU kernel, i.e. per conv layer, scaled; no memory terms
+  (a sum of compute and memory time double-counts on these cores and ranked worse). HELP's
+  32 px nets alone would want convs ~3.5x less efficient than OFA's 224 px nets: one efficiency
+  serves both levels, at some cost in ranking HELP's nets.
+- ``gpu``: one launch cost for every kernel kind plus a per-inference cost, scaled, fitted on
+  the batch-1 settings alone (where they are nearly all of the latency); then, with those
+  held, the six throughput / bandwidth terms on the batched settings ("staged" fit). Only the
+  grouped 1x1 + shuffle kernels come out slower than the roofline; the rest sit at it.
+- ``jetson-gpu``: no Jetson data to fit on: the GPU coefficients with ABSOLUTE fixed costs (an
+  assumption: a Jetson pays the reference desktop GPU's launch costs; scaling them by fp32
+  peak would extrapolate far outside the desktop range). Checked on the TX2, which runs about
+  1.7x slower than its data-sheet roofline (compute + memory time at peak) while at batch 64
+  the 1080 Ti runs at about 1.1x and the V100 at about 0.85x of theirs: nothing fitted on the
+  desktop GPUs says a Jetson is slower than its specs, and the TX2's nets come out 50-60% too
+  fast (see the README table).
+- ``server-cpu``: free per-kind efficiencies and fixed costs, absolute.
 
 The model is linear in its coefficients and additive over kernels, so it yields per-layer
 table entries plus one per-inference overhead.
