@@ -128,6 +128,7 @@ class ClassParams:
     held_out: dict[str, Any] = field(default_factory=dict, hash=False)
     note: str = ""
     fit: dict[str, Any] = field(default_factory=dict, hash=False)  # fit.fit_coef options used
+    overlap: bool = False  # a kernel costs max(launch, device time), not their sum (GPUs)
 
     def unit(self, specs: Specs) -> float:
         return self.ref_gflops / specs.fp32_gflops if self.fixed_cost == "scaled" else 1.0
@@ -144,6 +145,7 @@ class ClassParams:
             "held_out": self.held_out,
             "note": self.note,
             "fit": self.fit,
+            "overlap": self.overlap,
         }
 
     @classmethod
@@ -157,6 +159,7 @@ class ClassParams:
             dict(d.get("held_out", {})),
             d.get("note", ""),
             dict(d.get("fit", {})),
+            bool(d.get("overlap", False)),
         )
 
 
@@ -247,6 +250,69 @@ def coef_for(params: ClassParams, specs: Specs) -> np.ndarray:
 def apply(x: np.ndarray, params: ClassParams, specs: Specs) -> float:
     """Milliseconds from a feature vector."""
     return float(x @ coef_for(params, specs))
+
+
+KERNEL_KINDS = COMPUTE_KINDS + ELEMENTWISE_KINDS + FUSABLE_KINDS
+_GROUP = np.array([0] * len(COMPUTE_KINDS) + [1] * len(ELEMENTWISE_KINDS) + [2] * len(FUSABLE_KINDS))
+_I = {f: FEATURES.index(f) for f in FEATURES}
+
+
+def kernel_array(ks: Iterable[Kernel]) -> np.ndarray:
+    """Kernels as rows ``[kind index in KERNEL_KINDS, FLOPs, activation values, weight values]``."""
+    rows = [(KERNEL_KINDS.index(k.kind), k.flops, k.act_values, k.weight_values) for k in ks]
+    return np.array(rows, float).reshape(-1, 4)
+
+
+@dataclass(frozen=True)
+class KernelTimes:
+    """Per kernel, at unit coefficients: launch-cost units, compute ms and memory ms at peak."""
+
+    kind: np.ndarray  # index into KERNEL_KINDS
+    group: np.ndarray  # 0 conv, 1 elementwise, 2 norm / ReLU
+    compute: np.ndarray
+    memory: np.ndarray
+    unit: float
+
+
+def kernel_times(arr: np.ndarray, specs: Specs, *, batch: int, unit: float) -> KernelTimes:
+    kind = arr[:, 0].astype(int)
+    group = _GROUP[kind]
+    peak = np.where(kind == KERNEL_KINDS.index("depthwise"), specs.vector_gflops, specs.peak_gflops)
+    compute = batch * arr[:, 1] / (peak * 1e9) * 1e3
+    values = batch * arr[:, 2] + np.where(group == 0, arr[:, 3], 0.0)
+    memory = values * specs.bytes_per_value / (specs.bandwidth_gbs * 1e9) * 1e3
+    return KernelTimes(kind, group, compute, memory, unit)
+
+
+_COMPUTE_COEF = [_I[k] for k in COMPUTE_KINDS]
+_MEMORY_COEF = [_I["conv_memory"], _I["elementwise_memory"], _I["fusable_memory"]]
+_LAUNCH_COEF = [_I["conv_kernels"], _I["elementwise_kernels"], _I["fusable_kernels"]]
+
+
+def kernel_ms(t: KernelTimes, coef: np.ndarray, *, overlap: bool) -> np.ndarray:
+    """Milliseconds of each kernel. ``overlap``: ``max(launch, device time)`` (a GPU runs one
+    kernel while the host launches the next, so only the longer of the two counts); else
+    their sum (exactly the linear model of :func:`features`)."""
+    a = np.append(coef[_COMPUTE_COEF], 0.0)[np.minimum(t.kind, len(COMPUTE_KINDS))]
+    device = a * t.compute + coef[_MEMORY_COEF][t.group] * t.memory
+    launch = coef[_LAUNCH_COEF][t.group] * t.unit * 1e-3
+    return np.maximum(launch, device) if overlap else launch + device
+
+
+def network_ms(
+    ks: Iterable[Kernel],
+    specs: Specs,
+    params: ClassParams,
+    *,
+    batch: int = 1,
+    per_inference: bool = True,
+) -> float:
+    """The class's latency (ms) of a set of kernels on a device (the whole model, either mode)."""
+    coef = coef_for(params, specs)
+    unit = params.unit(specs)
+    times = kernel_times(kernel_array(ks), specs, batch=batch, unit=unit)
+    total = float(kernel_ms(times, coef, overlap=params.overlap).sum())
+    return total + (float(coef[_I["per_inference"]] * unit) if per_inference else 0.0)
 
 
 # --- the shipped parameters ------------------------------------------------------------------------
