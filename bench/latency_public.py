@@ -44,7 +44,10 @@ MEMORY = ("conv_memory", "elementwise_memory", "fusable_memory")
 # - GPU: staged (fixed costs from batch 1, throughput from the batched settings) and scaled took
 #   the batch-1 mean |error| from 18.5-28.4% (2 of 5 GPUs <= 25%) to 0.7-28.3% (4 of 5) and the
 #   batch-32 / 64 rho from 0.49-0.91 to 0.70-0.94. Free per-kind launch costs change nothing
-#   (2080 Ti stays at 28%); one cost for every kernel kind is kept.
+#   (2080 Ti stays at 28%); one cost for every kernel kind is kept. Overlap (a kernel costs
+#   max(launch, device time)) then took batch-32 / 64 rho to 0.88-0.99, the V100 from 51% to
+#   33% and the TX2 from 51-60% too fast to 23-32% too fast; sum instead of max at batch 64
+#   charged launch costs the GPU hides and left every throughput term at the roofline.
 # - phones: the old free per-kind efficiencies priced grouped convs at 12x dense and ranked HELP's
 #   nets at rho 0.25-0.69; one efficiency for all conv kinds without memory terms ranks them at
 #   0.66-0.81 (MACs 0.68-0.85) with mean |error| 10-25% on every phone but the Galaxy S7 (34%).

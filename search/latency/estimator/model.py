@@ -12,6 +12,9 @@ For a network of kernels on a device with dense peak ``P`` (at the precision), v
             + (c_conv x n_conv + c_elt x n_elementwise + c_fuse x n_norm_relu) x u   (per-kernel fixed cost)
             + c_inf x u                                                            (per-inference fixed cost)
 
+summed over kernels as written (the linear model), or, for ``overlap`` classes (GPUs), with
+each kernel's launch cost and device time combined as ``max(c x u, device time)``.
+
 Every coefficient is >= 0 (the throughput / bandwidth ones >= 1: no kernel beats the roofline)
 and fitted per device class on public whole-network measurements (``bench/latency_public.py``
 writes them to ``dna_zoo/data/latency_estimator.json``, with each class's held-out error and
@@ -25,17 +28,19 @@ cost of conv kernels. What each class keeps (few parameters each):
   (a sum of compute and memory time double-counts on these cores and ranked worse). HELP's
   32 px nets alone would want convs ~3.5x less efficient than OFA's 224 px nets: one efficiency
   serves both levels, at some cost in ranking HELP's nets.
-- ``gpu``: one launch cost for every kernel kind plus a per-inference cost, scaled, fitted on
-  the batch-1 settings alone (where they are nearly all of the latency); then, with those
-  held, the six throughput / bandwidth terms on the batched settings ("staged" fit). Only the
-  grouped 1x1 + shuffle kernels come out slower than the roofline; the rest sit at it.
+- ``gpu`` (overlap): a kernel costs ``max(launch cost, device time)``, not their sum: the GPU
+  runs one kernel while the host launches the next, so at batch 1 (launch-bound) latency is
+  the launch costs and at batch 64 mostly device time. One launch cost for every kernel kind
+  plus a per-inference cost, scaled, fitted on the batch-1 settings alone (where they are
+  nearly all of the latency; linear, as max and sum nearly agree there); then, with those
+  held, the throughput terms (memory terms tied) on the batched settings by bounded least
+  squares ("staged"). Depthwise convs come out ~13x slower than the roofline; the rest sit at it.
 - ``jetson-gpu``: no Jetson data to fit on: the GPU coefficients with ABSOLUTE fixed costs (an
   assumption: a Jetson pays the reference desktop GPU's launch costs; scaling them by fp32
-  peak would extrapolate far outside the desktop range). Checked on the TX2, which runs about
-  1.7x slower than its data-sheet roofline (compute + memory time at peak) while at batch 64
-  the 1080 Ti runs at about 1.1x and the V100 at about 0.85x of theirs: nothing fitted on the
-  desktop GPUs says a Jetson is slower than its specs, and the TX2's nets come out 50-60% too
-  fast (see the README table).
+  peak would extrapolate far outside the desktop range; at batch 16 the TX2 nets are
+  device-bound, so this matters little there). Checked on the TX2: its four nets come out
+  23-32% too fast (see the README table); nothing desktop-fitted says a Jetson's shared LPDDR
+  or clocks run below its data sheet.
 - ``server-cpu``: free per-kind efficiencies and fixed costs, absolute.
 
 The model is linear in its coefficients and additive over kernels, so it yields per-layer
