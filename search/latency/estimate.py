@@ -34,7 +34,7 @@ from dna_zoo.search.latency.estimator.model import (
     FEATURES,
     coef_for,
     device_class,
-    features,
+    network_ms,
     shipped_params,
     specs_for,
 )
@@ -228,20 +228,16 @@ def _v2_entries(
     unit = params.unit(specs)
     entries = {}
     for it in items:
-        x = features(
-            kernels(item_rows(it, num_classes=spec.num_classes)),
-            specs,
-            batch=spec.batch,
-            unit=unit,
-            per_inference=False,
-        )
-        entries[it.key] = Entry(float(x @ coef), 0.0, 0, ESTIMATED)
+        ks = kernels(item_rows(it, num_classes=spec.num_classes))
+        ms = network_ms(ks, specs, params, batch=spec.batch, per_inference=False)
+        entries[it.key] = Entry(ms, 0.0, 0, ESTIMATED)
     overhead = float(coef[FEATURES.index("per_inference")] * unit)
     method = {
         "kind": "calibrated-roofline-v2",
         "device_class": params.device_class,
         "coefficients": params.to_dict()["coef"],
         "fixed_cost": params.fixed_cost,
+        "overlap": params.overlap,
         "peak_gflops": specs.peak_gflops,
         "vector_gflops": specs.vector_gflops,
         "memory_bandwidth_gbs": specs.bandwidth_gbs,
@@ -321,5 +317,4 @@ def estimate_network_ms(net: Network, spec: TableSpec) -> float:
         )
     params = shipped_params().get(device_class(profile))
     specs = specs_for(profile, spec.precision)
-    x = features(kernels(net.rows), specs, batch=spec.batch, unit=params.unit(specs))
-    return float(x @ coef_for(params, specs))
+    return network_ms(kernels(net.rows), specs, params, batch=spec.batch)

@@ -62,11 +62,16 @@ def test_estimate_is_marked_estimated_everywhere():
         in cost.table.method["warning"]
     )
     assert cost.fixed_cost() > 0
-    # faster device, smaller estimate; fp16 faster than fp32
+    # faster device, smaller estimate; fp16 faster than fp32. Per layer never slower, not always
+    # faster: at batch 1 a small layer can be launch-bound on both, and a GPU-class estimate
+    # charges each kernel max(launch, device time)
     agx = latency_cost_for(paper_space(), device="agx-orin", runtime="trt", precision="fp16")[0]
     nano32 = latency_cost_for(paper_space(), device="jetson", runtime="trt", precision="fp32")[0]
-    for c in paper_space().block_candidates(2, depth=2):
-        assert agx.cost(c) < cost.cost(c) < nano32.cost(c)
+    cands = list(paper_space().block_candidates(2, depth=2))
+    for c in cands:
+        assert agx.cost(c) <= cost.cost(c) <= nano32.cost(c)
+    totals = [sum(m.cost(c) for c in cands) for m in (agx, cost, nano32)]
+    assert totals[0] < totals[1] < totals[2]
 
 
 def test_roofline_orders_layers_sensibly():

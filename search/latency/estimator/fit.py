@@ -2,8 +2,10 @@
 
 Least squares on RELATIVE error (each row divided by its measured latency, which is close to
 least squares on log latency for errors of this size) with every coefficient >= 0
-(``scipy.optimize.nnls``). Each (device, batch) setting weighs the same however many
-networks it has. Used by ``bench/latency_public.py``; scipy is a dev dependency.
+(``scipy.optimize.nnls``; for an ``overlap`` class, whose kernels cost max(launch, device
+time), the throughput terms by ``scipy.optimize.least_squares`` within the same bounds). Each
+(device, batch) setting weighs the same however many networks it has. Used by
+``bench/latency_public.py``; scipy is a dev dependency.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from dna_zoo.search.latency.devices import DeviceProfile, get_device
 from dna_zoo.search.latency.estimator.model import (
     FEATURES,
     ClassParams,
+    KernelTimes,
     Specs,
     coef_for,
     features_from_sums,
+    kernel_array,
+    kernel_ms,
     kernel_sums,
+    kernel_times,
     specs_for,
 )
 from dna_zoo.search.latency.estimator.network import kernels
@@ -37,29 +43,147 @@ class SettingData:
     sums: np.ndarray  # one kernel_sums row per network
     macs: np.ndarray
     y: np.ndarray
+    kern: np.ndarray  # every network's kernel_array, concatenated
+    owner: np.ndarray  # the network (row of y) of each kernel
+
+    def unit(self, fixed_cost: str, ref_gflops: float) -> float:
+        return ref_gflops / self.specs.fp32_gflops if fixed_cost == "scaled" else 1.0
 
     def x(self, fixed_cost: str, ref_gflops: float) -> np.ndarray:
-        unit = ref_gflops / self.specs.fp32_gflops if fixed_cost == "scaled" else 1.0
+        unit = self.unit(fixed_cost, ref_gflops)
         return features_from_sums(self.sums, self.specs, batch=self.setting.batch, unit=unit)
+
+    def times(self, fixed_cost: str, ref_gflops: float) -> KernelTimes:
+        unit = self.unit(fixed_cost, ref_gflops)
+        return kernel_times(self.kern, self.specs, batch=self.setting.batch, unit=unit)
+
+    def overlap_ms(self, times: KernelTimes, coef: np.ndarray) -> np.ndarray:
+        """Per network: the sum over its kernels of max(launch, device time), plus per inference."""
+        per_kernel = kernel_ms(times, coef, overlap=True)
+        total = np.bincount(self.owner, weights=per_kernel, minlength=len(self.y))
+        return total + coef[FEATURES.index("per_inference")] * times.unit
 
 
 def setting_data(
     data: PublicData, settings: Sequence[Setting], *, precision: str = "fp32"
 ) -> list[SettingData]:
     out = []
-    cache: dict[str, np.ndarray] = {}
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    flat: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}  # settings of the same nets share one
     for s in settings:
         profile = get_device(s.device)
         for n in s.nets:
             if n not in cache:
-                cache[n] = kernel_sums(kernels(data.networks[n].rows))
-        sums = np.stack([cache[n] for n in s.nets])
+                ks = kernels(data.networks[n].rows)
+                cache[n] = (kernel_sums(ks), kernel_array(ks))
+        sums = np.stack([cache[n][0] for n in s.nets])
+        if s.nets not in flat:
+            arrs = [cache[n][1] for n in s.nets]
+            owner = np.concatenate([np.full(len(a), i) for i, a in enumerate(arrs)])
+            flat[s.nets] = (np.concatenate(arrs), owner)
         macs = sums[:, :3].sum(axis=1) / 2 * s.batch
-        out.append(SettingData(s, profile, specs_for(profile, precision), sums, macs, np.array(s.ms, float)))
+        specs = specs_for(profile, precision)
+        out.append(SettingData(s, profile, specs, sums, macs, np.array(s.ms, float), *flat[s.nets]))
     return out
 
 
 ROOFLINE_FEATURES = ("dense", "depthwise", "grouped", "conv_memory", "elementwise_memory")
+
+
+FIXED_FEATURES = ("conv_kernels", "elementwise_kernels", "fusable_kernels", "per_inference")
+
+
+def _floor(feature: str) -> float:
+    return 1.0 if feature in ROOFLINE_FEATURES else 0.0
+
+
+def _groups(free: Sequence[str], tied: Sequence[Sequence[str]]) -> list[list[int]]:
+    """Feature indices sharing one coefficient: each tied group (its free members), then singles."""
+    groups: list[list[int]] = []
+    seen: set[str] = set()
+    for g in tied:
+        members = [FEATURES.index(f) for f in g if f in free]
+        if members:
+            groups.append(members)
+            seen |= set(g)
+    return groups + [[FEATURES.index(f)] for f in free if f not in seen]
+
+
+def _solve_overlap(
+    rows: Sequence[SettingData],
+    free: Sequence[str],
+    held: np.ndarray,
+    *,
+    fixed_cost: str,
+    ref_gflops: float,
+    tied: Sequence[Sequence[str]],
+) -> np.ndarray:
+    """Like :func:`_solve` for the overlap model (kernel = max(launch, device time)), which is
+    not linear in the throughput coefficients: bounded least squares on log latency ratios."""
+    from scipy.optimize import least_squares
+
+    coef = held.copy()
+    if not rows or not free:
+        return coef
+    groups = _groups(free, tied)
+    lo = np.array([_floor(FEATURES[g[0]]) for g in groups])
+    times = [sd.times(fixed_cost, ref_gflops) for sd in rows]
+
+    def with_theta(log_theta: np.ndarray) -> np.ndarray:
+        c = coef.copy()
+        for g, v in zip(groups, np.exp(log_theta), strict=True):
+            c[g] = v
+        return c
+
+    def residuals(log_theta: np.ndarray) -> np.ndarray:
+        c = with_theta(log_theta)
+        pairs = zip(rows, times, strict=True)
+        return np.concatenate([np.log(sd.overlap_ms(t, c) / sd.y) / np.sqrt(len(sd.y)) for sd, t in pairs])
+
+    # in log space (log ratio residuals, log coefficients): the max() makes the problem badly
+    # scaled in the plain coefficients
+    lower = np.log(np.maximum(lo, 1e-6))
+    fit = least_squares(residuals, np.maximum(lower, 0.0), bounds=(lower, np.log(lo + 1e3)))
+    return with_theta(fit.x)
+
+
+def _solve(
+    rows: Sequence[SettingData],
+    free: Sequence[str],
+    held: np.ndarray,
+    *,
+    fixed_cost: str,
+    ref_gflops: float,
+    tied: Sequence[Sequence[str]],
+) -> np.ndarray:
+    """``held`` with the ``free`` features refitted (non-negative, roofline features >= 1) to
+    minimise the settings' relative squared error; the other features keep their ``held`` value."""
+    from scipy.optimize import nnls
+
+    coef = held.copy()
+    if not rows or not free:
+        return coef
+    a, b = [], []
+    free_idx = [FEATURES.index(f) for f in free]
+    rest = np.ones(len(FEATURES), bool)
+    rest[free_idx] = False
+    for sd in rows:
+        w = 1.0 / np.sqrt(len(sd.y))
+        x = sd.x(fixed_cost, ref_gflops)
+        a.append(x / sd.y[:, None] * w)
+        b.append((1.0 - x[:, rest] @ held[rest] / sd.y) * w)
+    A, B = np.concatenate(a), np.concatenate(b)
+    groups = _groups(free, tied)
+    G = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
+    floor = np.array([_floor(FEATURES[g[0]]) for g in groups])
+    # no kernel beats the roofline: throughput / bandwidth coefficients >= 1 (theta = floor + phi, phi >= 0)
+    B = B - G @ floor
+    scale = np.maximum(np.abs(G).max(axis=0), 1e-12)  # column scaling for a well-posed nnls
+    c, _ = nnls(G / scale, B, maxiter=50 * G.shape[1])
+    c = c / scale + floor
+    for g, v in zip(groups, c, strict=True):
+        coef[g] = v
+    return coef
 
 
 def fit_coef(
@@ -69,37 +193,33 @@ def fit_coef(
     ref_gflops: float,
     tied: Sequence[Sequence[str]] = (),
     dropped: Sequence[str] = (),
+    staged: bool = False,
+    overlap: bool = False,
 ) -> np.ndarray:
     """Non-negative coefficients minimising the settings' relative squared error.
 
     ``tied`` groups of features share one coefficient (e.g. every kernel pays the same launch
-    cost); ``dropped`` features get 0.
+    cost); ``dropped`` features get 0. ``staged``: the fixed costs (per kernel, per inference)
+    are fitted on the batch-1 settings alone, where they are nearly all of the latency (the
+    throughput terms held at the roofline), then the throughput / bandwidth coefficients on the
+    batched settings with those fixed costs held, so neither regime distorts the other's terms.
+    ``overlap`` (needs ``staged``): the batched settings are fitted with the overlap model, a
+    kernel costing max(launch, device time); the batch-1 fixed costs stay linear (there a
+    kernel's device time is far below its launch cost, so max and sum nearly agree).
     """
-    from scipy.optimize import nnls
-
-    a, b = [], []
-    for sd in rows:
-        w = 1.0 / np.sqrt(len(sd.y))
-        a.append(sd.x(fixed_cost, ref_gflops) / sd.y[:, None] * w)
-        b.append(np.full(len(sd.y), w))
-    A, B = np.concatenate(a), np.concatenate(b)
-    groups: list[list[int]] = []
-    seen: set[str] = set(dropped)
-    for g in tied:
-        groups.append([FEATURES.index(f) for f in g])
-        seen |= set(g)
-    groups += [[i] for i, f in enumerate(FEATURES) if f not in seen]
-    G = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
-    floor = np.array([1.0 if FEATURES[g[0]] in ROOFLINE_FEATURES else 0.0 for g in groups])
-    # no kernel beats the roofline: throughput / bandwidth coefficients >= 1 (theta = floor + phi, phi >= 0)
-    B = B - G @ floor
-    scale = np.maximum(np.abs(G).max(axis=0), 1e-12)  # column scaling for a well-posed nnls
-    c, _ = nnls(G / scale, B, maxiter=50 * G.shape[1])
-    c = c / scale + floor
-    coef = np.zeros(len(FEATURES))
-    for g, v in zip(groups, c, strict=True):
-        coef[g] = v
-    return coef
+    if overlap and not staged:
+        raise ValueError("the overlap model is fitted staged (fixed costs from batch 1)")
+    keep = [f for f in FEATURES if f not in dropped]
+    floors = np.array([_floor(f) if f in keep else 0.0 for f in FEATURES])
+    kw = {"fixed_cost": fixed_cost, "ref_gflops": ref_gflops, "tied": tied}
+    if not staged:
+        return _solve(rows, keep, floors, **kw)
+    fixed = [f for f in keep if f in FIXED_FEATURES]
+    rest = [f for f in keep if f not in FIXED_FEATURES]
+    single = [sd for sd in rows if sd.setting.batch == 1]
+    batched = [sd for sd in rows if sd.setting.batch > 1]
+    coef = _solve(single, fixed, floors, **kw)
+    return (_solve_overlap if overlap else _solve)(batched, rest, coef, **kw)
 
 
 def make_params(
@@ -111,8 +231,18 @@ def make_params(
     note: str = "",
     tied: Sequence[Sequence[str]] = (),
     dropped: Sequence[str] = (),
+    staged: bool = False,
+    overlap: bool = False,
 ) -> ClassParams:
-    coef = fit_coef(rows, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped)
+    coef = fit_coef(
+        rows,
+        fixed_cost=fixed_cost,
+        ref_gflops=ref_gflops,
+        tied=tied,
+        dropped=dropped,
+        staged=staged,
+        overlap=overlap,
+    )
     devices = sorted({sd.profile.name for sd in rows})
     return ClassParams(
         name,
@@ -121,10 +251,14 @@ def make_params(
         ref_gflops,
         tuple(devices),
         note=note,
+        fit={"tied": [list(g) for g in tied], "dropped": list(dropped), "staged": staged, "overlap": overlap},
+        overlap=overlap,
     )
 
 
 def predict(sd: SettingData, params: ClassParams) -> np.ndarray:
+    if params.overlap:
+        return sd.overlap_ms(sd.times(params.fixed_cost, params.ref_gflops), coef_for(params, sd.specs))
     return sd.x(params.fixed_cost, params.ref_gflops) @ coef_for(params, sd.specs)
 
 
@@ -167,6 +301,8 @@ def leave_one_device_out(
     ref_gflops: float,
     tied: Sequence[Sequence[str]] = (),
     dropped: Sequence[str] = (),
+    staged: bool = False,
+    overlap: bool = False,
 ) -> dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]]:
     """Per device: fit on every other device of the class (not sharing its chip), predict it."""
     out: dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]] = {}
@@ -174,7 +310,14 @@ def leave_one_device_out(
         prof = next(sd.profile for sd in rows if sd.profile.name == dev)
         train = [sd for sd in rows if not same_chip(sd.profile, prof)]
         params = make_params(
-            name, train, fixed_cost=fixed_cost, ref_gflops=ref_gflops, tied=tied, dropped=dropped
+            name,
+            train,
+            fixed_cost=fixed_cost,
+            ref_gflops=ref_gflops,
+            tied=tied,
+            dropped=dropped,
+            staged=staged,
+            overlap=overlap,
         )
         out[dev] = [(sd, predict(sd, params), params) for sd in rows if sd.profile.name == dev]
     return out

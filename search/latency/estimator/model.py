@@ -12,12 +12,36 @@ For a network of kernels on a device with dense peak ``P`` (at the precision), v
             + (c_conv x n_conv + c_elt x n_elementwise + c_fuse x n_norm_relu) x u   (per-kernel fixed cost)
             + c_inf x u                                                            (per-inference fixed cost)
 
-Every coefficient is >= 0 and fitted per device class on public whole-network measurements
-(``bench/latency_public.py`` writes them to ``dna_zoo/data/latency_estimator.json``, with each
-class's held-out error). ``u`` is 1, or for classes whose fixed costs are CPU instructions
-(phones, server CPUs) the class's reference fp32 peak over this device's, so a slower core
-pays proportionally more per kernel. A device's own ``launch_overhead_us`` (if its profile
-has one) replaces the fitted per-kernel cost of conv kernels.
+summed over kernels as written (the linear model), or, for ``overlap`` classes (GPUs), with
+each kernel's launch cost and device time combined as ``max(c x u, device time)``.
+
+Every coefficient is >= 0 (the throughput / bandwidth ones >= 1: no kernel beats the roofline)
+and fitted per device class on public whole-network measurements (``bench/latency_public.py``
+writes them to ``dna_zoo/data/latency_estimator.json``, with each class's held-out error and
+the fit options in ``fit``). ``u`` is 1 (``fixed_cost: absolute``), or (``scaled``) the class's
+reference fp32 peak over this device's, so a slower device pays proportionally more per kernel.
+A device's own ``launch_overhead_us`` (if its profile has one) replaces the fitted per-kernel
+cost of conv kernels. What each class keeps (few parameters each):
+
+- ``phone-cpu`` (2 fitted numbers): one efficiency for every conv kind (dense, depthwise and
+  grouped tied) and a cost per BN / ReLU kernel, i.e. per conv layer, scaled; no memory terms
+  (a sum of compute and memory time double-counts on these cores and ranked worse). HELP's
+  32 px nets alone would want convs ~3.5x less efficient than OFA's 224 px nets: one efficiency
+  serves both levels, at some cost in ranking HELP's nets.
+- ``gpu`` (overlap): a kernel costs ``max(launch cost, device time)``, not their sum: the GPU
+  runs one kernel while the host launches the next, so at batch 1 (launch-bound) latency is
+  the launch costs and at batch 64 mostly device time. One launch cost for every kernel kind
+  plus a per-inference cost, scaled, fitted on the batch-1 settings alone (where they are
+  nearly all of the latency; linear, as max and sum nearly agree there); then, with those
+  held, the throughput terms (memory terms tied) on the batched settings by bounded least
+  squares ("staged"). Depthwise convs come out ~13x slower than the roofline; the rest sit at it.
+- ``jetson-gpu``: no Jetson data to fit on: the GPU coefficients with ABSOLUTE fixed costs (an
+  assumption: a Jetson pays the reference desktop GPU's launch costs; scaling them by fp32
+  peak would extrapolate far outside the desktop range; at batch 16 the TX2 nets are
+  device-bound, so this matters little there). Checked on the TX2: its four nets come out
+  23-32% too fast (see the README table); nothing desktop-fitted says a Jetson's shared LPDDR
+  or clocks run below its data sheet.
+- ``server-cpu``: free per-kind efficiencies and fixed costs, absolute.
 
 The model is linear in its coefficients and additive over kernels, so it yields per-layer
 table entries plus one per-inference overhead.
@@ -108,6 +132,8 @@ class ClassParams:
     fitted_on: tuple[str, ...]
     held_out: dict[str, Any] = field(default_factory=dict, hash=False)
     note: str = ""
+    fit: dict[str, Any] = field(default_factory=dict, hash=False)  # fit.fit_coef options used
+    overlap: bool = False  # a kernel costs max(launch, device time), not their sum (GPUs)
 
     def unit(self, specs: Specs) -> float:
         return self.ref_gflops / specs.fp32_gflops if self.fixed_cost == "scaled" else 1.0
@@ -123,6 +149,8 @@ class ClassParams:
             "fitted_on": list(self.fitted_on),
             "held_out": self.held_out,
             "note": self.note,
+            "fit": self.fit,
+            "overlap": self.overlap,
         }
 
     @classmethod
@@ -135,6 +163,8 @@ class ClassParams:
             tuple(d.get("fitted_on", ())),
             dict(d.get("held_out", {})),
             d.get("note", ""),
+            dict(d.get("fit", {})),
+            bool(d.get("overlap", False)),
         )
 
 
@@ -225,6 +255,69 @@ def coef_for(params: ClassParams, specs: Specs) -> np.ndarray:
 def apply(x: np.ndarray, params: ClassParams, specs: Specs) -> float:
     """Milliseconds from a feature vector."""
     return float(x @ coef_for(params, specs))
+
+
+KERNEL_KINDS = COMPUTE_KINDS + ELEMENTWISE_KINDS + FUSABLE_KINDS
+_GROUP = np.array([0] * len(COMPUTE_KINDS) + [1] * len(ELEMENTWISE_KINDS) + [2] * len(FUSABLE_KINDS))
+_I = {f: FEATURES.index(f) for f in FEATURES}
+
+
+def kernel_array(ks: Iterable[Kernel]) -> np.ndarray:
+    """Kernels as rows ``[kind index in KERNEL_KINDS, FLOPs, activation values, weight values]``."""
+    rows = [(KERNEL_KINDS.index(k.kind), k.flops, k.act_values, k.weight_values) for k in ks]
+    return np.array(rows, float).reshape(-1, 4)
+
+
+@dataclass(frozen=True)
+class KernelTimes:
+    """Per kernel, at unit coefficients: launch-cost units, compute ms and memory ms at peak."""
+
+    kind: np.ndarray  # index into KERNEL_KINDS
+    group: np.ndarray  # 0 conv, 1 elementwise, 2 norm / ReLU
+    compute: np.ndarray
+    memory: np.ndarray
+    unit: float
+
+
+def kernel_times(arr: np.ndarray, specs: Specs, *, batch: int, unit: float) -> KernelTimes:
+    kind = arr[:, 0].astype(int)
+    group = _GROUP[kind]
+    peak = np.where(kind == KERNEL_KINDS.index("depthwise"), specs.vector_gflops, specs.peak_gflops)
+    compute = batch * arr[:, 1] / (peak * 1e9) * 1e3
+    values = batch * arr[:, 2] + np.where(group == 0, arr[:, 3], 0.0)
+    memory = values * specs.bytes_per_value / (specs.bandwidth_gbs * 1e9) * 1e3
+    return KernelTimes(kind, group, compute, memory, unit)
+
+
+_COMPUTE_COEF = [_I[k] for k in COMPUTE_KINDS]
+_MEMORY_COEF = [_I["conv_memory"], _I["elementwise_memory"], _I["fusable_memory"]]
+_LAUNCH_COEF = [_I["conv_kernels"], _I["elementwise_kernels"], _I["fusable_kernels"]]
+
+
+def kernel_ms(t: KernelTimes, coef: np.ndarray, *, overlap: bool) -> np.ndarray:
+    """Milliseconds of each kernel. ``overlap``: ``max(launch, device time)`` (a GPU runs one
+    kernel while the host launches the next, so only the longer of the two counts); else
+    their sum (exactly the linear model of :func:`features`)."""
+    a = np.append(coef[_COMPUTE_COEF], 0.0)[np.minimum(t.kind, len(COMPUTE_KINDS))]
+    device = a * t.compute + coef[_MEMORY_COEF][t.group] * t.memory
+    launch = coef[_LAUNCH_COEF][t.group] * t.unit * 1e-3
+    return np.maximum(launch, device) if overlap else launch + device
+
+
+def network_ms(
+    ks: Iterable[Kernel],
+    specs: Specs,
+    params: ClassParams,
+    *,
+    batch: int = 1,
+    per_inference: bool = True,
+) -> float:
+    """The class's latency (ms) of a set of kernels on a device (the whole model, either mode)."""
+    coef = coef_for(params, specs)
+    unit = params.unit(specs)
+    times = kernel_times(kernel_array(ks), specs, batch=batch, unit=unit)
+    total = float(kernel_ms(times, coef, overlap=params.overlap).sum())
+    return total + (float(coef[_I["per_inference"]] * unit) if per_inference else 0.0)
 
 
 # --- the shipped parameters ------------------------------------------------------------------------

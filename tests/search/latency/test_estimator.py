@@ -60,18 +60,97 @@ def test_shipped_params_cover_every_class_and_quote_held_out_error():
     assert params.meta["generated_by"] == "bench/latency_public.py"
 
 
-def test_shipped_phone_params_are_what_the_fit_gives():
-    """The data file is the fit's output, not hand-edited numbers."""
-    from dna_zoo.search.latency.estimator.fit import make_params, setting_data
+def _class_rows(cls: str):
+    from dna_zoo.search.latency.estimator.fit import setting_data
 
     data = public_data()
-    settings = [
-        s for s in data.settings if s.device != "cpu" and device_class(get_device(s.device)) == "phone-cpu"
-    ]
-    rows = setting_data(data, settings)
-    shipped = shipped_params().get("phone-cpu")
-    refit = make_params("phone-cpu", rows, fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops)
+    settings = [s for s in data.settings if s.device != "cpu" and device_class(get_device(s.device)) == cls]
+    return setting_data(data, settings)
+
+
+@pytest.mark.parametrize("cls", ["phone-cpu", "gpu"])
+def test_shipped_params_are_what_the_fit_gives(cls):
+    """The data file is the fit's output (with the options it records), not hand-edited numbers."""
+    from dna_zoo.search.latency.estimator.fit import make_params
+
+    shipped = shipped_params().get(cls)
+    fit = shipped.fit
+    assert set(fit) == {"tied", "dropped", "staged", "overlap"} and fit["overlap"] == shipped.overlap
+    refit = make_params(
+        cls, _class_rows(cls), fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops, **fit
+    )
     np.testing.assert_allclose(refit.vector(), shipped.vector(), rtol=1e-6, atol=1e-9)
+    for group in fit["tied"]:  # tied features share one coefficient
+        assert len({shipped.coef[f] for f in group}) == 1
+    assert all(shipped.coef[f] == 0 for f in fit["dropped"])
+
+
+def test_staged_fit_takes_fixed_costs_from_batch_1_and_throughput_from_batched_settings():
+    from dna_zoo.search.latency.estimator.fit import FIXED_FEATURES, fit_coef
+    from dna_zoo.search.latency.estimator.model import FEATURES
+
+    rows = _class_rows("gpu")
+    single = [sd for sd in rows if sd.setting.batch == 1]
+    assert single and len(single) < len(rows)
+    kw = {"fixed_cost": "scaled", "ref_gflops": 12150.0, "tied": [FIXED_FEATURES[:3]], "staged": True}
+    staged = fit_coef(rows, **kw)
+    fixed = [FEATURES.index(f) for f in FIXED_FEATURES]
+    # the fixed costs depend on the batch-1 settings alone ...
+    np.testing.assert_allclose(staged[fixed], fit_coef(single, **kw)[fixed], rtol=1e-9)
+    # ... and are host-scale costs (tens of microseconds per kernel, under a ms per inference)
+    assert (
+        10 < staged[FEATURES.index("conv_kernels")] < 200 and 0 < staged[FEATURES.index("per_inference")] < 2
+    )
+    # the batched settings move the throughput terms (grouped 1x1 + shuffle is slow on these GPUs)
+    assert staged[FEATURES.index("grouped")] > 2
+    # a joint fit lets the batched settings pull the fixed costs away from the batch-1 fit
+    joint = fit_coef(rows, **{**kw, "staged": False})
+    assert not np.allclose(joint[fixed], staged[fixed], rtol=1e-3)
+    # the overlap model keeps the batch-1 fixed costs and refits only the throughput terms
+    overlap = fit_coef(rows, **kw, overlap=True)
+    np.testing.assert_allclose(overlap[fixed], staged[fixed], rtol=1e-9)
+    assert not np.allclose(np.delete(overlap, fixed), np.delete(staged, fixed), rtol=1e-3)
+    with pytest.raises(ValueError, match="staged"):
+        fit_coef(rows, **{**kw, "staged": False}, overlap=True)
+
+
+def test_overlap_model_charges_the_longer_of_launch_and_device_time():
+    """Per kernel: the sum of launch and device time is the linear model; overlap takes the max."""
+    from dataclasses import replace
+
+    from dna_zoo.search.latency.estimator.fit import FIXED_FEATURES
+    from dna_zoo.search.latency.estimator.model import features, network_ms, specs_for
+    from dna_zoo.search.latency.estimator.network import kernels
+
+    ofa = next(s for s in public_data().settings if s.label == "ofa:1080ti@b64")
+    ks = kernels(public_data().networks[ofa.nets[-1]].rows)
+    gpu = shipped_params().get("gpu")
+    assert gpu.overlap
+    specs = specs_for(get_device("gtx-1080-ti"), "fp32")
+    additive = replace(gpu, overlap=False)
+    launch_only = replace(
+        additive, coef={**dict.fromkeys(gpu.coef, 0.0), **{f: gpu.coef[f] for f in FIXED_FEATURES}}
+    )
+    device_only = replace(additive, coef={**gpu.coef, **dict.fromkeys(FIXED_FEATURES, 0.0)})
+    ms = {}
+    for batch in (1, 64):
+        linear = float(features(ks, specs, batch=batch, unit=gpu.unit(specs)) @ additive.vector())
+        assert network_ms(ks, specs, additive, batch=batch) == pytest.approx(linear, rel=1e-12)
+        launch, device = (network_ms(ks, specs, p, batch=batch) for p in (launch_only, device_only))
+        ms[batch] = both = network_ms(ks, specs, gpu, batch=batch)
+        assert max(launch, device + gpu.coef["per_inference"] * gpu.unit(specs)) <= both < linear
+        ms[batch, "launch"], ms[batch, "device"] = launch, device
+    # batch 1 is mostly launch-bound (launch costs hide most device time), batch 64 mostly device-bound
+    assert ms[1] < ms[1, "launch"] + 0.5 * ms[1, "device"]
+    assert ms[64] < ms[64, "device"] + 0.5 * ms[64, "launch"]
+
+
+def test_jetson_class_is_the_gpu_fit_with_absolute_fixed_costs():
+    params = shipped_params()
+    gpu, jetson = params.get("gpu"), params.get("jetson-gpu")
+    np.testing.assert_array_equal(gpu.vector(), jetson.vector())
+    assert gpu.fixed_cost == "scaled" and jetson.fixed_cost == "absolute" and gpu.overlap and jetson.overlap
+    assert "jetson-tx2" not in gpu.fitted_on and "TX2" in jetson.held_out["method"]
 
 
 def test_unsupported_ops_are_named():
