@@ -54,16 +54,20 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return float((dx * dy).sum() / denom) if denom else 0.0
 
 
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (O(n^2): meant for tens of networks)."""
+    return (v[:, None] > v[None, :]).sum(axis=1) + ((v[:, None] == v[None, :]).sum(axis=1) + 1) / 2
+
+
 def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation (average ranks for ties); 0 when either side is constant."""
-    from scipy.stats import rankdata
-
-    x, y = rankdata(np.asarray(a, dtype=float)), rankdata(np.asarray(b, dtype=float))
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(x) != len(y) or len(x) < 2:
         raise ConfigError("spearman_rho needs two sequences of the same length >= 2")
-    if x.std() == 0 or y.std() == 0:
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
         return 0.0
-    return float(np.corrcoef(x, y)[0, 1])
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def bootstrap_ci(
