@@ -243,13 +243,15 @@ class AccuracyPredictor:
             raise ConfigError(
                 f"{origin} is for search space '{self.space.name}' ({self.space.identity}), the ratings "
                 f"are for '{ratings.space.name}' ({ratings.space.identity})",
-                hint="calibrate the run these ratings come from: `dna supernet calibrate RUN --nets 10`",
+                hint="calibrate the run these ratings come from (`dna supernet calibrate RUN --nets 10`), "
+                "or search with --objective rating",
             )
         if ratings_identity(ratings) != self.ratings_identity:
             raise ConfigError(
                 f"{origin} was fitted with other ratings of this space "
                 f"({self.ratings_identity}, these are {ratings_identity(ratings)})",
-                hint="calibrate again after rating: `dna supernet calibrate RUN --nets 10`",
+                hint="calibrate again after rating (`dna supernet calibrate RUN --nets 10`), "
+                "or search with --objective rating",
             )
 
     def with_ratings(self, ratings: Ratings) -> AccuracyPredictor:
