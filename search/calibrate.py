@@ -228,20 +228,15 @@ def check_inputs(
     )
 
 
-def _load_plan(path: Path, plan: dict[str, Any]) -> None:
-    """An existing plan must be the one drawn now (same space, nets, settings)."""
+def _read_plan(path: Path) -> dict[str, Any]:
     from dna_zoo.io import check_format, read_json
 
-    old = read_json(path, what="calibration plan")
+    plan = read_json(path, what="calibration plan")
     check_format(
-        old, origin=str(path), what="dna-zoo calibration plan", format=PLAN_FORMAT, version=PLAN_VERSION,
+        plan, origin=str(path), what="dna-zoo calibration plan", format=PLAN_FORMAT, version=PLAN_VERSION,
         redo=f"move {path.parent} away to calibrate from scratch",
     )  # fmt: skip
-    if json.loads(json.dumps(plan)) != old:
-        raise ConfigError(
-            f"{path} was drawn for other networks or settings than this calibration",
-            hint=f"move {path.parent} away to calibrate from scratch",
-        )
+    return plan
 
 
 def calibrate_run(
@@ -264,31 +259,48 @@ def calibrate_run(
 
     inputs = check_inputs(run_dir, config, ratings=ratings)
     space = inputs.ratings.space
-    train_set, val_set, info = training_data(
-        inputs.data_spec, input_size=inputs.input_size, in_chans=inputs.in_chans
-    )
-    num_classes = int(info["num_classes"])
+    world = distributed.setup()
+    work = inputs.run_dir / "calibration" / config.key()
+    plan_path = work / "plan.json"
+    old = _read_plan(plan_path) if plan_path.exists() else None
+    loaded: list[Any] = []
+
+    def data() -> Any:
+        """The run's data, opened once, when a net has to be trained (resuming a finished
+        calibration reads none)."""
+        if not loaded:
+            found = training_data(inputs.data_spec, input_size=inputs.input_size, in_chans=inputs.in_chans)
+            if old is not None and found.info.get("identity", {}) != old["data"]:
+                raise ConfigError(
+                    f"the data of run {inputs.run_dir} is not the data {plan_path} was trained on",
+                    hint=f"move {work} away to calibrate from scratch",
+                )
+            loaded.append(found)
+        return loaded[0]
+
+    num_classes = int(old["num_classes"]) if old is not None else int(data().info["num_classes"])
     nets = draw_networks(
         space, config.nets, seed=config.seed, input_size=inputs.input_size, in_chans=inputs.in_chans,
         num_classes=num_classes,
     )  # fmt: skip
     cost = MacsCost(space, input_size=inputs.input_size, in_chans=inputs.in_chans, num_classes=num_classes)
-    world = distributed.setup()
-    work = inputs.run_dir / "calibration" / config.key()
     plan = {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
         "space_identity": space.identity,
         "config": asdict(config),
-        "data": info.get("identity", {}),
+        "data": old["data"] if old is not None else data().info.get("identity", {}),
         "input_size": inputs.input_size,
         "in_chans": inputs.in_chans,
         "num_classes": num_classes,
         "nets": [enc.to_arch_def() for enc in nets],
     }
-    plan_path = work / "plan.json"
-    if plan_path.exists():
-        _load_plan(plan_path, plan)
+    if old is not None:
+        if json.loads(json.dumps(plan)) != old:
+            raise ConfigError(
+                f"{plan_path} was drawn for other networks or settings than this calibration",
+                hint=f"move {work} away to calibrate from scratch",
+            )
     elif world.is_main:
         atomic_write_json(plan_path, plan)
     distributed.barrier(world)
@@ -306,6 +318,7 @@ def calibrate_run(
             )
         else:
             t0 = time.perf_counter()
+            train_set, val_set, info = data()
             res = retrain(
                 enc, train_set=train_set, eval_set=val_set, num_classes=num_classes, in_chans=inputs.in_chans,
                 out_dir=out, config=config.retrain_config(), data_info=info, resume=True,
@@ -330,7 +343,7 @@ def calibrate_run(
         "ratings_file": inputs.ratings_path.name,
         "work_dir": str(work.relative_to(inputs.run_dir)),
         "config": asdict(config),
-        "data": info.get("identity", {}),
+        "data": plan["data"],
         "seconds_per_net": [round(r.seconds, 1) for r in records],
     }
     path = predictor.save(inputs.ratings_path.parent / CALIBRATION)

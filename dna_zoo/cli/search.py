@@ -197,7 +197,7 @@ def _calibration(calibration: Path | None, ratings: Path | None, objective: str 
         beside = Path(ratings).parent / CALIBRATION
         calibration = beside if beside.is_file() else None
     if calibration is None:
-        if objective == "predictor":
+        if objective == "predictor" and ratings is not None:
             where = Path(ratings).parent if ratings is not None else Path(".")
             raise ConfigError(
                 f"--objective predictor needs a calibration: no {CALIBRATION} in {where}",
@@ -231,18 +231,11 @@ def summarize(result, best_path: Path, plot_path: Path) -> dict:
     }
 
 
-#: How the printed table names the objective that chose the net.
-OBJECTIVE_TEXT = {
-    "rating": "rating (sum of block losses)",
-    "predictor": "predictor (ratings calibrated on nets trained alone)",
-    "prior": "prior (ImageNet prior)",
-    "macs": "macs (most MACs within the budgets)",
-}
-
-
 def show_summary(s: dict) -> None:
     rows = []
-    rows.append(("objective", OBJECTIVE_TEXT.get(s["objective"], s["objective"])))
+    from dna_zoo.search.strategy.objective import objective_text
+
+    rows.append(("objective", objective_text(s["objective"])))
     if s["objective"] == "rating":
         rows.append(("rating", f"{s['rating']:.5f}"))
     if s.get("predictor"):

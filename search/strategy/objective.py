@@ -49,6 +49,13 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "prior": (),
     "macs": (),
 }
+#: How tables and model cards name the objective that chose a net.
+OBJECTIVE_TEXT = {
+    "rating": "rating (sum of block losses)",
+    "predictor": "predictor (the ratings calibrated on networks trained alone)",
+    "prior": "prior (ImageNet prior)",
+    "macs": "macs (most MACs within the budgets)",
+}
 _CALIBRATE_HINT = "calibrate the supernet run first: `dna supernet calibrate RUN --nets 10`"
 #: The prior was fitted on ImageNet at 224 px with 1000 classes; it is evaluated there.
 PRIOR_KW = {"input_size": 224, "num_classes": 1000}
@@ -58,6 +65,11 @@ def check_objective(name: str) -> str:
     if name not in OBJECTIVES:
         raise UnknownNameError("objective", name, OBJECTIVES)
     return name
+
+
+def objective_text(name: str) -> str:
+    """E.g. ``predictor (the ratings calibrated on networks trained alone)``."""
+    return OBJECTIVE_TEXT.get(name, name)
 
 
 def default_objective(*, ratings: bool, calibration: bool) -> str:
@@ -154,21 +166,30 @@ def prior_search(
     )
 
 
+def _predictor_macs(predictor: AccuracyPredictor, space: SearchSpace) -> MacsCost:
+    return MacsCost(
+        space, input_size=predictor.input_size, in_chans=predictor.in_chans, num_classes=predictor.num_classes
+    )
+
+
 def predictor_ratings(
-    predictor: AccuracyPredictor, ratings: Ratings, *, around: ArchEncoding | None = None
+    predictor: AccuracyPredictor,
+    ratings: Ratings,
+    *,
+    around: ArchEncoding | None = None,
+    macs0: float | None = None,
 ) -> Ratings:
     """Per-candidate losses = minus the predictor's top-1 terms, log MACs linearised around ``around``.
 
     Per-block ratings and depth enter the ridge linearly, so their terms are exact; log MACs is
-    ``log m0 + (m - m0) / m0`` around ``around``'s MACs (at the predictor's input size).
+    ``log m0 + (m - m0) / m0`` around ``around``'s MACs (at the predictor's input size), or
+    around ``macs0`` MACs.
     """
     predictor.check_ratings(ratings)
     space = ratings.space
     around = middle_network(space) if around is None else around
-    macs = MacsCost(
-        space, input_size=predictor.input_size, in_chans=predictor.in_chans, num_classes=predictor.num_classes
-    )
-    macs0 = macs.network_cost(around)
+    macs = _predictor_macs(predictor, space)
+    macs0 = macs.network_cost(around) if macs0 is None else float(macs0)
     slope = predictor.slopes()
     losses: dict[str, float] = {}
     for b in range(len(space.blocks)):
@@ -189,19 +210,46 @@ def predictor_ratings(
         meta={
             "objective": "predictor",
             "what": "minus the calibrated predictor's top-1 terms (percent), log MACs linearised",
-            "linearised_around": around.to_arch_def(),
+            "linearised_around_macs": macs0,
         },
     )
 
 
+#: Extra linearisation points of the predictor's log MACs, spread over the space's MACs range.
+SWEEP_POINTS = 12
+
+
 def predictor_search(
-    predictor: AccuracyPredictor, ratings: Ratings, search, *, max_rounds: int = 4
+    predictor: AccuracyPredictor, ratings: Ratings, search, *, max_rounds: int = 4, sweep: int = SWEEP_POINTS
 ) -> tuple[Any, Ratings, list[Sequence[str]]]:
-    """:func:`relinearised_search` on the predictor (started from the space's middle network)."""
-    return relinearised_search(
+    """The best network by the exact predictor among the answers of the linearised searches.
+
+    :func:`relinearised_search` from the space's middle network; its fixed point need not be
+    the exact optimum (the tangent of log MACs is exact only at its own MACs), so the search is
+    also run linearised around ``sweep`` MACs levels log-spaced from the smallest network of
+    the space to the largest, and the answer of highest exact predicted top-1 is kept.
+    Returns it, the ratings that found it and the fixed-point rounds' choices.
+    """
+    space = ratings.space
+    result, used, rounds = relinearised_search(
         lambda around: predictor_ratings(predictor, ratings, around=around),
-        middle_network(ratings.space), search, max_rounds=max_rounds,
+        middle_network(space), search, max_rounds=max_rounds,
     )  # fmt: skip
+    macs = _predictor_macs(predictor, space)
+    lo = macs.fixed_cost() + sum(
+        min(macs.cost(c) for c in space.block_candidates(b)) for b in range(len(space.blocks))
+    )
+    hi = macs.fixed_cost() + sum(
+        max(macs.cost(c) for c in space.block_candidates(b)) for b in range(len(space.blocks))
+    )
+    best = float(predictor.predict([result.arch])[0])
+    for m0 in np.geomspace(lo, hi, sweep) if sweep > 0 else ():
+        rr = predictor_ratings(predictor, ratings, macs0=float(m0))
+        res = search(rr)
+        top1 = float(predictor.predict([res.arch])[0])
+        if top1 > best + 1e-12:
+            result, used, best = res, rr, top1
+    return result, used, rounds
 
 
 def predictor_figures(predictor: AccuracyPredictor, enc: ArchEncoding, rounds: int) -> dict[str, Any]:

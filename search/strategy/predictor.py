@@ -228,6 +228,8 @@ class AccuracyPredictor:
     nets: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     ratings: Ratings | None = field(default=None, compare=False, repr=False)
+    #: the file it was read from, named in errors
+    source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def space_identity(self) -> str:
@@ -237,8 +239,9 @@ class AccuracyPredictor:
     def loo_rmse(self) -> float:
         return float(self.loo["rmse"])
 
-    def check_ratings(self, ratings: Ratings, *, origin: str = "the calibration") -> None:
+    def check_ratings(self, ratings: Ratings, *, origin: str | None = None) -> None:
         """An error unless ``ratings`` are the ones this predictor was fitted with."""
+        origin = origin or self.source or "the calibration"
         if ratings.space.identity != self.space.identity:
             raise ConfigError(
                 f"{origin} is for search space '{self.space.name}' ({self.space.identity}), the ratings "
@@ -357,9 +360,9 @@ class AccuracyPredictor:
         p = Path(path)
         d = read_json(p, what="calibration file", hint="run `dna supernet calibrate RUN --nets 10` first")
         pred = cls.from_dict(d, origin=str(p))
+        pred.source = str(p)
         if ratings is not None:
-            pred.check_ratings(ratings, origin=str(p))
-            pred.ratings = ratings
+            pred.with_ratings(ratings)
         return pred
 
 
