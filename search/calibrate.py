@@ -58,7 +58,7 @@ class CalibrateConfig:
     nets: int = 10
     epochs: int = 1
     #: training steps per epoch at most (None: the whole training split)
-    steps_per_epoch: int | None = 300
+    steps_per_epoch: int | None = 200
     batch_size: int = 128
     #: evaluation batches (of 256 images) at most; None: the whole held-out split
     eval_batches: int | None = None

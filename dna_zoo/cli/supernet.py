@@ -272,7 +272,7 @@ def calibrate(
     nets: int = typer.Option(10, "--nets", help="Networks to train alone (K)."),
     epochs: int = typer.Option(1, "--epochs", help="Training epochs per network."),
     steps_per_epoch: int = typer.Option(
-        300, "--steps-per-epoch", help="Training steps per epoch at most (0: the whole training split)."
+        200, "--steps-per-epoch", help="Training steps per epoch at most (0: the whole training split)."
     ),
     batch_size: int = typer.Option(128, "--batch-size", help="Training batch size."),
     eval_batches: int = typer.Option(
