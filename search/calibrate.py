@@ -88,7 +88,9 @@ class CalibrateConfig:
 
 @dataclass
 class NetRecord:
-    """One calibration net: its encoding, MACs, measured top-1 and training seconds."""
+    """One calibration net: its encoding, MACs and measured top-1; ``seconds``: its training and
+    evaluation wall time in this call, or for a net reused from an earlier call its recorded
+    training time."""
 
     index: int
     arch: ArchEncoding
@@ -317,8 +319,8 @@ def calibrate_run(
                 i, enc, macs, float(done.top1), float(done.train.get("seconds", 0.0)), reused=True
             )
         else:
-            t0 = time.perf_counter()
             train_set, val_set, info = data()
+            t0 = time.perf_counter()
             res = retrain(
                 enc, train_set=train_set, eval_set=val_set, num_classes=num_classes, in_chans=inputs.in_chans,
                 out_dir=out, config=config.retrain_config(), data_info=info, resume=True,
