@@ -322,7 +322,9 @@ def test_model_card_says_which_objective_chose_the_net(calibrated, tmp_path):
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     best = SearchResult.load(out / "best.json")
-    w = save_safetensors(build_student(best.arch, num_classes=10, in_chans=3).state_dict(), tmp_path / "w.safetensors")
+    w = save_safetensors(
+        build_student(best.arch, num_classes=10, in_chans=3).state_dict(), tmp_path / "w.safetensors"
+    )
     shutil.rmtree(tmp_path / "repo", ignore_errors=True)
     prepared = prepare_folder(str(out / "best.json"), weights=w, repo_id="me/net", dest=tmp_path / "repo")
     text = (prepared.folder / "README.md").read_text()
