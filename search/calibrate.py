@@ -184,6 +184,21 @@ class CalibrationInputs:
     in_chans: int
 
 
+def default_ratings(run_dir: Path) -> Path:
+    """``RUN/ratings.json`` (``dna supernet rate``'s default), else the pipeline's
+    ``RUN/../ratings.json`` when it rates this very run."""
+    own = run_dir / "ratings.json"
+    beside = run_dir.parent / "ratings.json"
+    if not own.is_file() and beside.is_file():
+        try:
+            rated = json.loads(beside.read_text()).get("meta", {}).get("run_dir")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            rated = None
+        if rated and Path(rated).resolve() == run_dir.resolve():
+            return beside
+    return own
+
+
 def check_inputs(
     run_dir: str | Path, config: CalibrateConfig, *, ratings: str | Path | None = None
 ) -> CalibrationInputs:
@@ -193,7 +208,7 @@ def check_inputs(
     rd = RunDir(run_dir)
     desc = rd.read()
     space = rd.space()
-    path = Path(ratings) if ratings is not None else rd.path / "ratings.json"
+    path = Path(ratings) if ratings is not None else default_ratings(rd.path)
     if not path.is_file():
         raise ConfigError(
             f"no ratings at {path}: calibration fits the ratings of the run's candidates",

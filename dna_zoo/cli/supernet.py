@@ -282,7 +282,8 @@ def calibrate(
     ratings: Path | None = typer.Option(
         None,
         "--ratings",
-        help="Ratings file (default RUN_DIR/ratings.json); calibration.json goes beside it.",
+        help="Ratings file (default RUN_DIR/ratings.json, or the pipeline's RUN_DIR/../ratings.json of this "
+        "run); calibration.json goes beside it.",
     ),
     quiet: bool = QuietOpt,
     json_out: bool = JsonOpt,

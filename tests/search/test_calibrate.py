@@ -239,6 +239,18 @@ def test_cli_calibrate_bad_input(rated_run, tmp_path, write_ratings, args, messa
     assert _snapshot(rated_run) == before
 
 
+@pytest.mark.slow
+def test_a_pipeline_runs_ratings_are_found_beside_its_supernet(rated_run, tmp_path):
+    from dna_zoo.search.calibrate import check_inputs
+    from dna_zoo.search.supernet.rate import RateConfig, rate_run
+
+    shutil.copytree(rated_run, tmp_path / "supernet", ignore=shutil.ignore_patterns("ratings.json", "calib*"))
+    rate_run(
+        tmp_path / "supernet", out=tmp_path / "ratings.json", config=RateConfig(bn_batches=1, eval_batches=1)
+    )
+    assert check_inputs(tmp_path / "supernet", CFG).ratings_path == tmp_path / "ratings.json"
+
+
 def test_cli_calibrate_not_a_run(tmp_path):
     r = runner.invoke(app, ["supernet", "calibrate", str(tmp_path), "--nets", "6"])
     assert r.exit_code == 1 and "not a supernet run directory" in r.output
