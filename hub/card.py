@@ -84,6 +84,9 @@ class CardInfo:
         dict[str, Any], ...
     ] = ()  # {"path": repo path, "manifest": ArtifactManifest, "size": bytes}
     registered_name: str | None = None  # zoo name whose default hf_hub_id is this repo
+    #: a searched net: the objective that chose it and its predicted top-1 at search time
+    chosen_by: str | None = None
+    predicted: str | None = None
 
 
 def card_data(info: CardInfo):
@@ -142,6 +145,10 @@ def _sections(info: CardInfo) -> list[str]:
             for label, conv in (("conv+linear", "conv_linear"), ("all", "all"))
         ),
     ]
+    if info.chosen_by:
+        out.append(f"| chosen by | DNA search, objective {info.chosen_by} |")
+    if info.predicted:
+        out.append(f"| predicted top-1 at search | {info.predicted} |")
     if info.accuracy:
         acc = info.accuracy
         out.append(

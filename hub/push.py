@@ -249,10 +249,22 @@ def prepare_folder(
             for a in artifacts
         ),
         registered_name=registered,
+        **_chosen_by(result),
     )
     build_card(card).save(folder / CARD_NAME)
     _refuse_token_in(folder)
     return PreparedRepo(folder, tuple(sorted(files)), card)
+
+
+def _chosen_by(result: SearchResult | None) -> dict[str, str | None]:
+    """The card's record of what chose a searched net: its objective and predicted top-1."""
+    if result is None:
+        return {}
+    from dna_zoo.search.strategy.objective import objective_text
+
+    meta = result.meta
+    predicted = (meta.get("predictor") or meta.get("imagenet_prior") or {}).get("text")
+    return {"chosen_by": objective_text(str(meta.get("objective", "rating"))), "predicted": predicted}
 
 
 def _latencies(result: SearchResult | None, artifacts: list[LocalArtifact]) -> list[Latency]:

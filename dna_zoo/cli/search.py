@@ -44,6 +44,11 @@ def _fmt(name: str, value: float) -> str:
 
 def search(
     ratings: Path | None = typer.Option(None, "--ratings", help="Ratings file from `dna supernet rate`."),
+    calibration: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="Accuracy predictor from `dna supernet calibrate` [calibration.json beside --ratings, if any].",
+    ),
     latency_ms: float | None = typer.Option(None, "--latency-ms", help="Latency budget in milliseconds."),
     device: str | None = typer.Option(
         None, "--device", help="Device of the latency table (cpu, jetson, ...) or a device file board.json."
@@ -59,8 +64,10 @@ def search(
     objective: str | None = typer.Option(
         None,
         "--objective",
-        help="What to maximise: rating (the --ratings file), prior (ImageNet prior shipped with dna-zoo, "
-        "predicted top-1) or macs [rating with --ratings, else prior].",
+        help="What to maximise: rating (the --ratings file), predictor (the ratings' calibrated accuracy "
+        "predictor, predicted top-1), prior (ImageNet prior shipped with dna-zoo, predicted top-1) or macs "
+        "[the best-measured one whose inputs are given: predictor with a calibration, rating with --ratings, "
+        "else prior].",
     ),
     batch: int = typer.Option(1, "--batch", help="Batch size of the latency table."),
     threads: int | None = typer.Option(None, "--threads", help="Threads of the latency table."),
@@ -156,8 +163,12 @@ def search(
             if p.exists():
                 raise OutputExistsError(p)
     r = Ratings.load(ratings) if ratings is not None else None
+    predictor = _calibration(
+        calibration, ratings, objective, run=None if r is None else r.meta.get("run_dir")
+    )
     found = search_objective(
-        budgets, ratings=r, ratings_path=None if ratings is None else str(ratings), objective=objective,
+        budgets, ratings=r, ratings_path=None if ratings is None else str(ratings), calibration=predictor,
+        objective=objective,
         space=r.space if r is not None else get_space(space or "default"), input_size=input_size,
         num_classes=num_classes, batch=batch, mac_convention=mac_convention, force_table=force_table,
     )  # fmt: skip
@@ -172,6 +183,28 @@ def search(
         print_json(summary)
         return
     show_summary(summary)
+
+
+def _calibration(calibration: Path | None, ratings: Path | None, objective: str | None, *, run: str | None):
+    """The accuracy predictor: --calibration, else calibration.json beside the ratings (if there
+    and if the objective can use it); None when there is none."""
+    from dna_zoo.search.calibrate import CALIBRATION
+    from dna_zoo.search.strategy.predictor import AccuracyPredictor
+
+    if calibration is not None and ratings is None:
+        raise ConfigError("--calibration needs the --ratings it was fitted with")
+    if calibration is None and ratings is not None and objective in (None, "predictor"):
+        beside = Path(ratings).parent / CALIBRATION
+        calibration = beside if beside.is_file() else None
+    if calibration is None:
+        if objective == "predictor" and ratings is not None:
+            where = Path(ratings).parent if ratings is not None else Path(".")
+            raise ConfigError(
+                f"--objective predictor needs a calibration: no {CALIBRATION} in {where}",
+                hint=f"run `dna supernet calibrate {run or 'RUN'} --nets 10`, or pass --calibration FILE",
+            )
+        return None
+    return AccuracyPredictor.load(calibration)
 
 
 def summarize(result, best_path: Path, plot_path: Path) -> dict:
@@ -193,16 +226,20 @@ def summarize(result, best_path: Path, plot_path: Path) -> dict:
         "zoo_fits": zoo_fits(result),
         "objective": result.meta.get("objective", "rating"),
         "imagenet_prior": result.meta.get("imagenet_prior"),
+        "predictor": result.meta.get("predictor"),
         "seconds": result.meta.get("seconds", {}),
     }
 
 
 def show_summary(s: dict) -> None:
     rows = []
+    from dna_zoo.search.strategy.objective import objective_text
+
+    rows.append(("objective", objective_text(s["objective"])))
     if s["objective"] == "rating":
         rows.append(("rating", f"{s['rating']:.5f}"))
-    else:
-        rows.append(("objective", s["objective"]))
+    if s.get("predictor"):
+        rows.append(("predicted top-1", escape(s["predictor"]["text"])))
     if s.get("imagenet_prior"):
         rows.append(("predicted ImageNet top-1", escape(s["imagenet_prior"]["text"])))
     for c in s["costs"]:

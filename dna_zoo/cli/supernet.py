@@ -6,6 +6,7 @@
     torchrun --nproc_per_node 2 -m dna_zoo.cli supernet train ...   # data-parallel
     dna supernet train --resume runs/s1                      # after a crash or kill -9
     dna supernet rate runs/s1 --out runs/s1/ratings.json
+    dna supernet calibrate runs/s1 --nets 10                # self-check + accuracy predictor
 
 A thin layer over :mod:`dna_zoo.search.supernet.train`, :mod:`dna_zoo.search.supernet.rate` and
 :mod:`dna_zoo.search.supernet.teacher_train`.
@@ -19,7 +20,7 @@ from typing import Any
 
 import typer
 
-from dna_zoo.cli.common import JsonOpt, QuietOpt, print_json, print_table, reporter
+from dna_zoo.cli.common import JsonOpt, QuietOpt, console, print_json, print_table, reporter
 from dna_zoo.errors import ConfigError
 
 app = typer.Typer(
@@ -263,3 +264,89 @@ def teacher(
         print_json(figures)
         return
     print_table(f"teacher {res.model} on Fashion-MNIST", ["figure", "value"], list(figures.items()))
+
+
+@app.command("calibrate")
+def calibrate(
+    run_dir: Path = typer.Argument(..., help="A `dna supernet train` run directory, rated."),
+    nets: int = typer.Option(10, "--nets", help="Networks to train alone (K)."),
+    epochs: int = typer.Option(1, "--epochs", help="Training epochs per network."),
+    steps_per_epoch: int = typer.Option(
+        200, "--steps-per-epoch", help="Training steps per epoch at most (0: the whole training split)."
+    ),
+    batch_size: int = typer.Option(128, "--batch-size", help="Training batch size."),
+    eval_batches: int = typer.Option(
+        0, "--eval-batches", help="Evaluation batches of 256 images at most (0: the whole held-out split)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the networks drawn and of their training."),
+    ratings: Path | None = typer.Option(
+        None,
+        "--ratings",
+        help="Ratings file (default RUN_DIR/ratings.json, or the pipeline's RUN_DIR/../ratings.json of this "
+        "run); calibration.json goes beside it.",
+    ),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train K networks of the run's space alone, fit the accuracy predictor on them, write
+    calibration.json beside the ratings, and say whether the ratings rank them better than MACs."""
+    from dna_zoo.cli.common import err_console
+    from dna_zoo.search.calibrate import CalibrateConfig, calibrate_run, verdict
+
+    cfg = CalibrateConfig(
+        nets=nets, epochs=epochs, steps_per_epoch=steps_per_epoch or None, batch_size=batch_size,
+        eval_batches=eval_batches or None, seed=seed,
+    )  # fmt: skip
+
+    def on_net(rec, k: int) -> None:
+        if quiet or json_out:
+            return
+        how = "reused" if rec.reused else ("resumed" if rec.resumed else "trained")
+        err_console.print(
+            f"net {rec.index + 1}/{k}: {rec.macs / 1e6:.1f}M MACs, top-1 {rec.top1:.2f}% "
+            f"({how}, {rec.seconds:.0f} s)"
+        )
+
+    res = calibrate_run(
+        run_dir, config=cfg, ratings=ratings, progress=reporter(quiet or json_out), on_net=on_net
+    )
+    if res is None:  # not rank 0
+        return
+    p = res.predictor
+    loo, base = p.loo, p.loo["baselines"]
+    trained = res.trained_seconds
+    figures = {
+        "calibration": str(res.path),
+        "nets": p.k,
+        "predictor": {k: loo[k] for k in ("tau", "tau_ci", "spearman", "spearman_ci", "rmse", "mae")},
+        "rating": base["rating"],
+        "macs": base["macs"],
+        "tau_minus_macs_ci": loo["tau_minus_macs_ci"],
+        "rating_tau_minus_macs_ci": loo["rating_tau_minus_macs_ci"],
+        "verdict": verdict(p),
+        "seconds_per_trained_net": round(sum(trained) / len(trained), 1) if trained else None,
+        "nets_trained_now": len(trained),
+    }
+    if json_out:
+        print_json(figures)
+        return
+
+    def row(name: str, f: dict) -> tuple[str, str, str]:
+        return (
+            name,
+            f"{f['tau']:+.3f} [{f['tau_ci'][0]:+.2f}, {f['tau_ci'][1]:+.2f}]",
+            f"{f['spearman']:+.3f}",
+        )
+
+    print_table(
+        f"calibration on {p.k} nets (Kendall tau vs stand-alone top-1, 95% bootstrap CI) -> {res.path}",
+        ["ranking by", "Kendall tau", "Spearman"],
+        [
+            row("calibrated predictor (leave-one-out)", loo),
+            row("plain rating (sum of block losses)", base["rating"]),
+            row("MACs", base["macs"]),
+        ],
+    )
+    cost = f"{figures['seconds_per_trained_net']:.0f} s per net trained now" if trained else "all nets reused"
+    console.print(f"predictor leave-one-out error: RMSE {loo['rmse']:.2f} top-1 points; {cost}")
+    console.print(f"verdict: {figures['verdict']}")

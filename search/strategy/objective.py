@@ -1,7 +1,12 @@
-"""What the constrained search maximises when there is no ratings file: the ImageNet prior, or MACs.
+"""What the constrained search maximises: the rating, the calibrated accuracy predictor, the
+ImageNet prior, or MACs.
 
 The exact multiple-choice knapsack needs a score that adds up over blocks. A ratings file
-is that already (sum of block losses). The ImageNet prior (:mod:`dna_zoo.search.prior`)
+is that already (sum of block losses). The calibrated accuracy predictor
+(:mod:`dna_zoo.search.strategy.predictor`) is a ridge over per-block ratings (additive),
+depth (additive) and log MACs (not additive): log MACs is linearised the same way as the
+prior's below, re-linearised until the choice stops changing, and the chosen net's top-1 is
+then predicted with the exact predictor. The ImageNet prior (:mod:`dna_zoo.search.prior`)
 is a ridge over log MACs, log params and the number of expand-6 layers; here it is
 linearised around a reference network (``log x ~ log x0 + (x - x0) / x0``), which makes it
 a sum of per-candidate terms. :func:`prior_search` re-linearises around the chosen net
@@ -15,7 +20,7 @@ so every other part of the search (costs, Pareto front, references) is unchanged
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +28,35 @@ import numpy as np
 
 from dna_zoo.arch import ArchEncoding
 from dna_zoo.complexity import encoding_cost
-from dna_zoo.errors import UnknownNameError
+from dna_zoo.errors import ConfigError, UnknownNameError
 from dna_zoo.search.prior import ImageNetPrior, load_prior
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.space import Candidate, SearchSpace
 from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+from dna_zoo.search.strategy.predictor import AccuracyPredictor
 
-OBJECTIVES = ("rating", "prior", "macs")
+OBJECTIVES = ("rating", "predictor", "prior", "macs")
+#: The default objective is the first of these whose inputs exist (:data:`NEEDS`). The order is
+#: decided by the ranking benchmark of issue 14 (bench/ranking_*.py: regret at a budget and tau
+#: within latency bands, paired against MACs); until its figures are in, it keeps the behaviour
+#: from before the predictor (rating with a ratings file, else the prior) and prefers a
+#: calibration where one exists.
+OBJECTIVE_PREFERENCE = ("predictor", "rating", "prior", "macs")
+#: The inputs each objective needs.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "rating": ("ratings",),
+    "predictor": ("ratings", "calibration"),
+    "prior": (),
+    "macs": (),
+}
+#: How tables and model cards name the objective that chose a net.
+OBJECTIVE_TEXT = {
+    "rating": "rating (sum of block losses)",
+    "predictor": "predictor (the ratings calibrated on networks trained alone)",
+    "prior": "prior (ImageNet prior)",
+    "macs": "macs (most MACs within the budgets)",
+}
+_CALIBRATE_HINT = "calibrate the supernet run first: `dna supernet calibrate RUN --nets 10`"
 #: The prior was fitted on ImageNet at 224 px with 1000 classes; it is evaluated there.
 PRIOR_KW = {"input_size": 224, "num_classes": 1000}
 
@@ -38,6 +65,17 @@ def check_objective(name: str) -> str:
     if name not in OBJECTIVES:
         raise UnknownNameError("objective", name, OBJECTIVES)
     return name
+
+
+def objective_text(name: str) -> str:
+    """E.g. ``predictor (the ratings calibrated on networks trained alone)``."""
+    return OBJECTIVE_TEXT.get(name, name)
+
+
+def default_objective(*, ratings: bool, calibration: bool) -> str:
+    """The first objective of :data:`OBJECTIVE_PREFERENCE` whose inputs exist."""
+    have = {"ratings": ratings, "calibration": calibration}
+    return next(o for o in OBJECTIVE_PREFERENCE if all(have[n] for n in NEEDS[o]))
 
 
 def _expand6(cand: Candidate) -> int:
@@ -94,6 +132,24 @@ def macs_ratings(space: SearchSpace) -> Ratings:
     )
 
 
+def relinearised_search(
+    linearise: Callable[[ArchEncoding], Ratings], start: ArchEncoding, search, *, max_rounds: int = 4
+) -> tuple[Any, Ratings, list[Sequence[str]]]:
+    """Run ``search(linearise(around))``, re-linearising around its answer until the choice stops
+    changing (at most ``max_rounds``). Returns the last result, its ratings and every round's choice."""
+    around = start
+    rounds: list[Sequence[str]] = []
+    result, ratings = None, None
+    for _ in range(max_rounds):
+        ratings = linearise(around)
+        result = search(ratings)
+        rounds.append(tuple(result.candidates))
+        if len(rounds) > 1 and rounds[-1] == rounds[-2]:
+            break
+        around = result.arch
+    return result, ratings, rounds
+
+
 def prior_search(
     space: SearchSpace, search, *, max_rounds: int = 4
 ) -> tuple[Any, Ratings, list[Sequence[str]]]:
@@ -102,17 +158,118 @@ def prior_search(
     ``search`` is a function of a :class:`Ratings` returning a search result with
     ``.arch``; returns the last result, its ratings and the choices of every round.
     """
-    around = middle_network(space)
-    rounds: list[Sequence[str]] = []
-    result, ratings = None, None
-    for _ in range(max_rounds):
-        ratings = prior_ratings(space, around=around)
-        result = search(ratings)
-        rounds.append(tuple(result.candidates))
-        if len(rounds) > 1 and rounds[-1] == rounds[-2]:
-            break
-        around = result.arch
-    return result, ratings, rounds
+    return relinearised_search(
+        lambda around: prior_ratings(space, around=around),
+        middle_network(space),
+        search,
+        max_rounds=max_rounds,
+    )
+
+
+def _predictor_macs(predictor: AccuracyPredictor, space: SearchSpace) -> MacsCost:
+    return MacsCost(
+        space, input_size=predictor.input_size, in_chans=predictor.in_chans, num_classes=predictor.num_classes
+    )
+
+
+def predictor_ratings(
+    predictor: AccuracyPredictor,
+    ratings: Ratings,
+    *,
+    around: ArchEncoding | None = None,
+    macs0: float | None = None,
+) -> Ratings:
+    """Per-candidate losses = minus the predictor's top-1 terms, log MACs linearised around ``around``.
+
+    Per-block ratings and depth enter the ridge linearly, so their terms are exact; log MACs is
+    ``log m0 + (m - m0) / m0`` around ``around``'s MACs (at the predictor's input size), or
+    around ``macs0`` MACs.
+    """
+    predictor.check_ratings(ratings)
+    space = ratings.space
+    around = middle_network(space) if around is None else around
+    macs = _predictor_macs(predictor, space)
+    macs0 = macs.network_cost(around) if macs0 is None else float(macs0)
+    slope = predictor.slopes()
+    losses: dict[str, float] = {}
+    for b in range(len(space.blocks)):
+        for c in space.block_candidates(b):
+            gain = (
+                slope[f"rating_b{b}"] * ratings.loss(c)
+                + slope["log_macs"] * macs.cost(c) / macs0
+                + slope["depth"] * c.depth
+            )
+            losses[c.key] = -float(gain)
+    return Ratings(
+        space,
+        losses,
+        normalization="accuracy_predictor",
+        input_size=ratings.input_size,
+        teacher=ratings.teacher,
+        data=ratings.data,
+        meta={
+            "objective": "predictor",
+            "what": "minus the calibrated predictor's top-1 terms (percent), log MACs linearised",
+            "linearised_around_macs": macs0,
+        },
+    )
+
+
+#: Extra linearisation points of the predictor's log MACs, spread over the space's MACs range.
+SWEEP_POINTS = 12
+
+
+def predictor_search(
+    predictor: AccuracyPredictor, ratings: Ratings, search, *, max_rounds: int = 4, sweep: int = SWEEP_POINTS
+) -> tuple[Any, Ratings, list[Sequence[str]]]:
+    """The best network by the exact predictor among the answers of the linearised searches.
+
+    :func:`relinearised_search` from the space's middle network; its fixed point need not be
+    the exact optimum (the tangent of log MACs is exact only at its own MACs), so the search is
+    also run linearised around ``sweep`` MACs levels log-spaced from the smallest network of
+    the space to the largest, and the answer of highest exact predicted top-1 is kept.
+    Returns it, the ratings that found it and the fixed-point rounds' choices.
+    """
+    space = ratings.space
+    result, used, rounds = relinearised_search(
+        lambda around: predictor_ratings(predictor, ratings, around=around),
+        middle_network(space), search, max_rounds=max_rounds,
+    )  # fmt: skip
+    macs = _predictor_macs(predictor, space)
+    lo = macs.fixed_cost() + sum(
+        min(macs.cost(c) for c in space.block_candidates(b)) for b in range(len(space.blocks))
+    )
+    hi = macs.fixed_cost() + sum(
+        max(macs.cost(c) for c in space.block_candidates(b)) for b in range(len(space.blocks))
+    )
+    best = float(predictor.predict([result.arch])[0])
+    for m0 in np.geomspace(lo, hi, sweep) if sweep > 0 else ():
+        rr = predictor_ratings(predictor, ratings, macs0=float(m0))
+        res = search(rr)
+        top1 = float(predictor.predict([res.arch])[0])
+        if top1 > best + 1e-12:
+            result, used, best = res, rr, top1
+    return result, used, rounds
+
+
+def predictor_figures(predictor: AccuracyPredictor, enc: ArchEncoding, rounds: int) -> dict[str, Any]:
+    """What a result records about the predictor: the exact prediction and its LOO figures."""
+    top1 = float(predictor.predict([enc])[0])
+    loo = predictor.loo
+    lo, hi = loo["tau_ci"]
+    return {
+        "top1": top1,
+        "loo_rmse": float(loo["rmse"]),
+        "loo_tau": float(loo["tau"]),
+        "loo_tau_ci": [float(lo), float(hi)],
+        "k": predictor.k,
+        "ratings_identity": predictor.ratings_identity,
+        "linearisation_rounds": rounds,
+        "text": (
+            f"{top1:.1f}% +- {float(loo['rmse']):.2f} (calibrated on {predictor.k} nets trained alone; "
+            f"leave-one-out RMSE, tau {float(loo['tau']):.2f} [{lo:.2f}, {hi:.2f}])"
+        ),
+    }
 
 
 @dataclass(frozen=True)
@@ -129,6 +286,7 @@ def search_objective(
     *,
     ratings: Ratings | None = None,
     ratings_path: str | None = None,
+    calibration: AccuracyPredictor | None = None,
     objective: str | None = None,
     space: SearchSpace | None = None,
     input_size: int = 224,
@@ -138,26 +296,39 @@ def search_objective(
     force_table: bool = False,
 ) -> ObjectiveSearch:
     """The best network within ``budgets`` (:class:`~dna_zoo.search.strategy.budgets.Budgets`)
-    by ``objective``: ``rating`` (the ratings file), ``prior`` (the ImageNet prior, default
-    without ratings) or ``macs``. An impossible latency budget names the smallest achievable
-    latency on the device; the result records the objective and the prior's predicted top-1."""
-    from dna_zoo.errors import ConfigError
+    by ``objective``: ``rating`` (the ratings file), ``predictor`` (the ratings and their
+    ``calibration``), ``prior`` (the ImageNet prior) or ``macs``; None: the first of
+    :data:`OBJECTIVE_PREFERENCE` whose inputs are given. An impossible latency budget names the
+    smallest achievable latency on the device; the result records the objective and its
+    predicted top-1 (the calibrated predictor's, or the ImageNet prior's)."""
     from dna_zoo.search.prior import predict_top1
     from dna_zoo.search.strategy.budgets import budget_constraints
     from dna_zoo.search.strategy.constrained import constrained_search
     from dna_zoo.search.strategy.knapsack import InfeasibleBudgetError
 
-    objective = check_objective(objective or ("rating" if ratings is not None else "prior"))
-    if objective == "rating" and ratings is None:
+    if objective is None:
+        objective = default_objective(ratings=ratings is not None, calibration=calibration is not None)
+    objective = check_objective(objective)
+    if objective in ("rating", "predictor") and ratings is None:
         raise ConfigError(
-            "--objective rating needs a ratings file",
+            f"--objective {objective} needs a ratings file",
             hint="pass --ratings runs/s1/ratings.json, or --objective prior (the ImageNet prior)",
         )
+    if objective == "predictor":
+        if calibration is None:
+            raise ConfigError(
+                "--objective predictor needs a calibration of the ratings (calibration.json beside them)",
+                hint=_CALIBRATE_HINT,
+            )
+        calibration = calibration.with_ratings(ratings)
     if space is None:
         if ratings is None:
             raise ConfigError("a search without ratings needs a search space")
         space = ratings.space
-    base = {"rating": ratings, "macs": macs_ratings(space), "prior": prior_ratings(space)}[objective]
+    if objective == "predictor":
+        base = predictor_ratings(calibration, ratings)
+    else:
+        base = {"rating": ratings, "macs": macs_ratings(space), "prior": prior_ratings(space)}[objective]
     chosen = budget_constraints(
         base, budgets, input_size=input_size, num_classes=num_classes, batch=batch,
         mac_convention=mac_convention, force_table=force_table,
@@ -165,6 +336,12 @@ def search_objective(
     try:
         if objective == "prior":
             result, _, _ = prior_search(space, lambda rr: constrained_search(rr, chosen.constraints))
+        elif objective == "predictor":
+            result, _, rounds = predictor_search(
+                calibration,
+                ratings,
+                lambda rr: constrained_search(rr, chosen.constraints, ratings_path=ratings_path),
+            )
         else:
             path = ratings_path if objective == "rating" else None
             result = constrained_search(base, chosen.constraints, ratings_path=path)
@@ -181,7 +358,9 @@ def search_objective(
             hint=f"raise --latency-ms to at least {smallest:.3f}",
         ) from e
     result.meta["objective"] = objective
-    if objective == "rating":  # a rating of the user's own data: the ImageNet prior says nothing there
+    if objective == "predictor":
+        result.meta["predictor"] = predictor_figures(calibration, result.arch, len(rounds))
+    if objective in ("rating", "predictor"):  # the user's own data: the ImageNet prior says nothing there
         return ObjectiveSearch(result, objective, chosen)
     pred = predict_top1(result.arch)
     result.meta["imagenet_prior"] = {

@@ -248,6 +248,8 @@ def test_card_says_what_the_issue_asks(hub):
         assert meta["datasets"] == ["fashion-mnist"] and meta["metrics"] == ["accuracy"]
     # params and MACs with their convention
     assert f"| params | {result.params:,}" in card.text
+    # what chose the net (a plain constrained search over a ratings file: the rating)
+    assert "| chosen by | DNA search, objective rating (sum of block losses) |" in card.text
     assert f"| MACs, conv+linear | {result.macs['conv_linear']:,}" in card.text
     assert f"| MACs, all | {result.macs['all']:,}" in card.text and "MACs count multiply-adds" in card.text
     assert f'timm.create_model("hf-hub:{NET_REPO}", pretrained=True)' in card.text

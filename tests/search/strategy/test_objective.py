@@ -69,3 +69,16 @@ def test_unknown_objective():
     assert check_objective("prior") == "prior"
     with pytest.raises(UnknownNameError, match="did you mean prior"):
         check_objective("prio")
+
+
+def test_default_objective_is_the_first_preferred_whose_inputs_exist(monkeypatch):
+    from dna_zoo.search.strategy import objective
+
+    assert set(objective.OBJECTIVE_PREFERENCE) == set(objective.OBJECTIVES) == set(objective.NEEDS)
+    monkeypatch.setattr(objective, "OBJECTIVE_PREFERENCE", ("predictor", "rating", "prior", "macs"))
+    assert objective.default_objective(ratings=True, calibration=True) == "predictor"
+    assert objective.default_objective(ratings=True, calibration=False) == "rating"
+    assert objective.default_objective(ratings=False, calibration=False) == "prior"
+    monkeypatch.setattr(objective, "OBJECTIVE_PREFERENCE", ("rating", "macs", "predictor", "prior"))
+    assert objective.default_objective(ratings=True, calibration=True) == "rating"
+    assert objective.default_objective(ratings=False, calibration=False) == "macs"
