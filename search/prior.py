@@ -28,6 +28,7 @@ from dna_zoo.arch import ArchEncoding
 from dna_zoo.complexity import encoding_cost
 from dna_zoo.errors import ConfigError, UnknownNameError
 from dna_zoo.models import PUBLISHED, published_encoding, published_models
+from dna_zoo.search.strategy.predictor import kendall_tau, ridge_fit
 
 PRIOR_VERSION = 1
 #: The protocol predictions are for (DNA's 500-epoch retraining).
@@ -165,12 +166,7 @@ def _design(samples: Sequence[Sample], features: Sequence[str]) -> tuple[np.ndar
 def _ridge(x: np.ndarray, long: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, ...]:
     if not (long.any() and (1 - long).any()):
         raise ConfigError("the prior needs results of both training protocols to fit the offset")
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std[std == 0] = 1.0
-    a = np.column_stack([np.ones(len(y)), long, (x - mean) / std])
-    penalty = np.diag([0.0, 0.0] + [lam] * x.shape[1])
-    coef = np.linalg.solve(a.T @ a + penalty, a.T @ y)
-    return mean, std, coef
+    return ridge_fit(x, y, lam, unpenalised=long[:, None])
 
 
 def _fit_arrays(
@@ -188,17 +184,6 @@ def _fit_arrays(
         macs_range=(float(macs.min()), float(macs.max())),
         loo={},
     )
-
-
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b of two sequences (ties in either count as neither concordant nor discordant)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(x) != len(y) or len(x) < 2:
-        raise ConfigError("kendall_tau needs two sequences of the same length >= 2")
-    i, j = np.triu_indices(len(x), k=1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    denom = np.sqrt(np.count_nonzero(dx) * np.count_nonzero(dy))
-    return float((dx * dy).sum() / denom) if denom else 0.0
 
 
 def leave_one_out(
