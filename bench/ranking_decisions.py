@@ -250,6 +250,38 @@ def phase_train(work: rt.Work, s: Settings) -> None:
     log.info("training phase done; CPU-hours by stage: %s", cpu_hours(work))
 
 
+def phase_rate(work: rt.Work, s: Settings) -> None:
+    """The per-network ratings that need the trained supernet: stitched end to end (cached)."""
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.supernet.stitch import rate_stitched
+    from dna_zoo.search.supernet.train import load_supernet, teacher_of_run
+
+    _, data, _, p = prepare(work, s)
+    out = work.path / "stitched_ratings.json"
+    if out.exists():
+        log.info("stitched ratings cached in %s", out)
+        return
+    sdir = work.path / "dna_supernet"
+    if not (work.path / "dna_ratings.json").exists():
+        raise SystemExit("the DNA supernet is not trained yet: run the train phase first")
+    t0 = rt.Clock()
+    teacher = teacher_of_run(sdir)
+    supernet, _ = load_supernet(sdir, teacher)
+    rows = rate_stitched(
+        teacher,
+        supernet,
+        p.nets,
+        data.train,
+        data.val,
+        bn_batches=s.rate_bn_batches,
+        batch_size=s.rate_batch_size,
+        seed=s.seed,
+    )
+    atomic_write_json(out, rows)
+    work.add_time("stitched_rating", *t0.spent())
+    log.info("stitched ratings of %d networks written to %s", len(rows), out)
+
+
 def cpu_hours(work: rt.Work) -> dict[str, float]:
     return {k: round(v / 3600, 3) for k, v in work.state.get("cpu_seconds", {}).items()}
 
@@ -277,8 +309,6 @@ def main() -> None:
     if args.phase == "train":
         phase_train(work, s)
     elif args.phase == "rate":
-        from ranking_decisions_rate import phase_rate
-
         phase_rate(work, s)
     else:
         from ranking_decisions_analysis import phase_analyse
