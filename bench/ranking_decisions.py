@@ -13,10 +13,9 @@ Phases (one process, resumable; every stage is cached in ``--work``):
 * ``train`` (the default): latency table (``latency_cost_for(..., build=True)``: this CPU,
   onnxruntime, at ``--latency-size`` px) -> pick networks -> teacher -> DNA supernet and
   rating (the rating's meta records each block's teacher power, so the noise-to-signal
-  variant comes from the same pass) -> SPOS supernet and rating -> stand-alone training
+  variant comes from the same pass) -> SPOS supernet and rating -> every picked net stitched
+  from the DNA supernet and rated end to end (also ``--phase rate``) -> stand-alone training
   (seed 0 of every net, bands interleaved, then the second seeds).
-* ``rate``: the cheap per-network ratings that need the trained supernets (the stitched
-  end-to-end re-rating), cached.
 * ``analyse``: figures, table, JSON and plot from the cache (seconds); works on a partial
   run (the nets trained so far).
 
@@ -238,6 +237,8 @@ def phase_train(work: rt.Work, s: Settings) -> None:
     rt.stage_dna(work, space, teacher, data, s)  # type: ignore[arg-type]
     log.info("stage: SPOS supernet + rating")
     rt.stage_spos(work, space, p.nets, data, s)  # type: ignore[arg-type]
+    log.info("stage: stitched end-to-end rating")
+    phase_rate(work, s)
     order = training_order(p)
     log.info("stage: stand-alone training (%d trainings)", len(order))
     for k, (i, seed) in enumerate(order):
