@@ -203,15 +203,23 @@ def pick_networks(space: SearchSpace, s: Settings, latency: CostModel) -> Picked
 
 def training_order(p: Picked) -> list[tuple[int, int]]:
     """(net, seed): seed 0 of every net with the bands interleaved (a cut run stays balanced),
-    then the second seeds."""
+    and after every third of those a second seed of a net already trained (so a cut run
+    still has its noise floor)."""
     per_band = [[i for i, b in enumerate(p.band) if b == k] for k in range(BANDS)]
-    order = []
+    first = []
     for j in range(max(len(x) for x in per_band)):
         # within a band, alternate from both ends so a partial run covers the band's range
         for x in per_band:
             if j < len(x):
-                order.append((x[j // 2] if j % 2 == 0 else x[len(x) - 1 - j // 2], 0))
-    return order + [(i, 1) for i in p.second]
+                first.append(x[j // 2] if j % 2 == 0 else x[len(x) - 1 - j // 2])
+    pending = sorted(p.second, key=first.index)
+    order: list[tuple[int, int]] = []
+    for k, i in enumerate(first):
+        order.append((i, 0))
+        done = {n for n, _ in order}
+        if (k + 1) % 3 == 0 and pending and pending[0] in done:
+            order.append((pending.pop(0), 1))
+    return order + [(i, 1) for i in pending]
 
 
 # --- the training phase ----------------------------------------------------------------------------------
