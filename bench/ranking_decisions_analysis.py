@@ -426,7 +426,8 @@ def plot(path: Path, r: dict[str, Any]) -> None:
         axes[2].axvline(e, color="grey", lw=0.6)
     for bud in r["latency"]["budgets_ms"]:
         axes[2].axvline(bud, color="red", lw=0.6, ls=":")
-    axes[2].set_xlabel(f"predicted latency, ms ({r['latency']['resolution_px']} px, this CPU's table)")
+    kind = "roofline estimate" if r["latency"]["table"].get("table") == "estimated" else "measured table"
+    axes[2].set_xlabel(f"predicted latency on this CPU, ms ({r['latency']['resolution_px']} px, {kind})")
     axes[2].set_ylabel("stand-alone test top-1 %")
     axes[2].set_title("networks (red: budgets)", fontsize=10)
     axes[2].legend(fontsize=8)
