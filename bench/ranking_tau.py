@@ -381,41 +381,48 @@ def stage_spos(
     return rows
 
 
-def stage_standalone(work: Work, space: SearchSpace, nets: list[list[Candidate]], data: Data, s: Settings):
-    """Each network x each seed, trained alone; seed 0 of every net first, then seed 1, ..."""
+def train_standalone(
+    work: Work, space: SearchSpace, net: list[Candidate], index: int, seed: int, data: Data, s: Any
+) -> tuple[float, float]:
+    """Network ``index`` trained alone with ``seed`` (cached in the work directory; resumed from
+    its checkpoint): its test top-1 and training seconds."""
     from dna_zoo.search.retrain import CONFIG, RetrainConfig, retrain
 
+    out = work.path / "standalone" / f"net{index:02d}-seed{seed}"
+    if not (out / CONFIG).exists():
+        t0 = Clock()
+        cfg = RetrainConfig(
+            epochs=s.retrain_epochs,
+            batch_size=s.retrain_batch_size,
+            ema_decay=None,
+            seed=s.seed * 1000 + seed,
+            checkpoint_every=100,
+            max_steps_per_epoch=s.retrain_max_steps,
+        )
+        retrain(
+            space.to_encoding(net, name=f"net{index:02d}"),
+            train_set=data.train.dataset,
+            eval_set=data.test.dataset,
+            num_classes=10,
+            in_chans=3,
+            out_dir=out,
+            config=cfg,
+            resume=True,
+        )
+        wall, cpu = t0.spent()
+        work.add_time("standalone", wall, cpu)
+        log.info("stand-alone net%02d seed %d: %.0f s wall, %.0f s CPU", index, seed, wall, cpu)
+    cfg_json = json.loads((out / CONFIG).read_text())
+    return float(cfg_json["dna_zoo"]["metrics"]["top1"]), float(cfg_json["dna_zoo"]["train"]["seconds"])
+
+
+def stage_standalone(work: Work, space: SearchSpace, nets: list[list[Candidate]], data: Data, s: Settings):
+    """Each network x each seed, trained alone; seed 0 of every net first, then seed 1, ..."""
     acc = [[math.nan] * s.seeds for _ in nets]
     secs = [[math.nan] * s.seeds for _ in nets]
     for seed in range(s.seeds):
         for i, net in enumerate(nets):
-            out = work.path / "standalone" / f"net{i:02d}-seed{seed}"
-            if not (out / CONFIG).exists():
-                t0 = Clock()
-                cfg = RetrainConfig(
-                    epochs=s.retrain_epochs,
-                    batch_size=s.retrain_batch_size,
-                    ema_decay=None,
-                    seed=s.seed * 1000 + seed,
-                    checkpoint_every=100,
-                    max_steps_per_epoch=s.retrain_max_steps,
-                )
-                retrain(
-                    space.to_encoding(net, name=f"net{i:02d}"),
-                    train_set=data.train.dataset,
-                    eval_set=data.test.dataset,
-                    num_classes=10,
-                    in_chans=3,
-                    out_dir=out,
-                    config=cfg,
-                    resume=True,
-                )
-                wall, cpu = t0.spent()
-                work.add_time("standalone", wall, cpu)
-                log.info("stand-alone net%02d seed %d: %.0f s wall, %.0f s CPU", i, seed, wall, cpu)
-            cfg_json = json.loads((out / CONFIG).read_text())
-            acc[i][seed] = float(cfg_json["dna_zoo"]["metrics"]["top1"])
-            secs[i][seed] = float(cfg_json["dna_zoo"]["train"]["seconds"])
+            acc[i][seed], secs[i][seed] = train_standalone(work, space, net, i, seed, data, s)
     return acc, secs
 
 

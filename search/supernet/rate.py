@@ -16,6 +16,8 @@ runs every path from scratch; both give identical losses (same operations, same 
 Losses are divided by the variance of the teacher's target on the held-out data
 (``normalization="teacher_var"``; raw block losses differ ~100x in scale) or left raw
 (``"none"``); the choice is recorded in the :class:`~dna_zoo.search.ratings.Ratings` file.
+The meta also records each block's teacher target power (mean square), so a noise-to-signal
+ratio (raw MSE / power) follows from the same pass: ``loss x variance / power``.
 
 Under torchrun the work is cut into units (block, depth cell, first op), balanced across
 ranks by size; rank 0 gathers the losses and writes the file.
@@ -94,6 +96,12 @@ class RatingData:
     def target_variance(self, block: int) -> float:
         t = torch.cat([f[block + 1].float().flatten() for f in self.held_out])
         return float(t.var())
+
+    def target_power(self, block: int) -> float:
+        """Mean square of the teacher's block-``block`` output on the held-out batches (the
+        signal power of DONNA's noise-to-signal ratio: raw block MSE / this)."""
+        t = torch.cat([f[block + 1].float().flatten() for f in self.held_out])
+        return float(t.square().mean())
 
 
 @torch.no_grad()
@@ -275,6 +283,7 @@ def rate_supernet(
         "candidates": len(merged),
         "candidates_per_second": round(n_cands / seconds, 2) if seconds > 0 else None,
         "teacher_target_variance": variances,
+        "teacher_target_power": [data.target_power(b) for b in range(len(supernet.blocks))],
         "world_size": world.size,
         **asdict(config),
     }

@@ -75,6 +75,13 @@ def test_prefix_tree_equals_naive(run):
     assert max(var) / min(var) > 3  # why normalising matters
     k = next(iter(raw))
     assert prefix[k] == pytest.approx(raw[k] / var[int(k[1])], rel=1e-6)
+    # the teacher's signal power (for a noise-to-signal ratio) is recorded from the same pass:
+    # mean square = variance + squared mean (BN'd stage outputs: means near 0, so power ~ variance)
+    power = facts["teacher_target_power"]
+    assert len(power) == len(var) == len(supernet.blocks)
+    for b, (p, v) in enumerate(zip(power, var, strict=True)):
+        mean = float(torch.cat([f[b + 1].float().flatten() for f in data.held_out]).mean())
+        assert p == pytest.approx(v + mean**2, rel=1e-3)
 
 
 def test_units_shard_every_candidate_once_and_balanced():

@@ -1,0 +1,359 @@
+"""Does the search decide well at a budget? Ratings vs stand-alone accuracy within latency bands.
+
+Issue 14 part 1-2. The ranking benchmark (``ranking_tau.py``) rebuilt around the decisions a
+search makes: networks are sampled so that three latency bands of this CPU's latency table
+each hold ``--nets-per-band`` networks, every network is trained alone (a subset twice, for the
+noise floor), and every method's ranking is judged where the search decides: within each
+band, among pairs of about the same latency, and by the regret of the net it would pick under
+a budget. The space, teacher, data split, DNA supernet, SPOS supernet and the stand-alone
+training are those of ``ranking_tau.py`` (imported from it).
+
+Phases (one process, resumable; every stage is cached in ``--work``):
+
+* ``train`` (the default): latency table (``latency_cost_for(..., build=True)``: this CPU,
+  onnxruntime, at ``--latency-size`` px) -> pick networks -> teacher -> DNA supernet and
+  rating (the rating's meta records each block's teacher power, so the noise-to-signal
+  variant comes from the same pass) -> SPOS supernet and rating -> every picked net stitched
+  from the DNA supernet and rated end to end (also ``--phase rate``) -> stand-alone training
+  (seed 0 of every net, bands interleaved, then the second seeds).
+* ``analyse``: figures, table, JSON and plot from the cache (seconds); works on a partial
+  run (the nets trained so far).
+
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py --quick            # smoke run
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py                    # train (long)
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase rate
+    .venv/bin/python bench/ranking_decisions.py --phase analyse
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ranking_tau as rt
+
+from dna_zoo.search.space import Candidate, SearchSpace
+from dna_zoo.search.strategy.cost import CostModel, MacsCost
+
+log = logging.getLogger("ranking_decisions")
+RESULTS = rt.RESULTS
+BANDS = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one run (the work directory is named by a hash of these)."""
+
+    nets_per_band: int = 14
+    second_seed_per_band: int = 4
+    latency_size: int = 128
+    #: "measured" (this CPU's table) or "estimated" (the roofline estimate for this CPU)
+    latency_source: str = "estimated"
+    train_images: int = 12800
+    val_images: int = 5000
+    test_images: int = 10000
+    teacher_images: int = 20000
+    teacher_epochs: int = 2
+    supernet_epochs: int = 2
+    supernet_batch_size: int = 64
+    supernet_max_steps: int | None = None
+    rate_bn_batches: int = 4
+    rate_eval_batches: int = 16
+    rate_batch_size: int = 64
+    retrain_epochs: int = 2
+    retrain_batch_size: int = 128
+    retrain_max_steps: int | None = None
+    draws: int = 20000
+    bootstrap: int = 2000
+    seed: int = 0
+
+    def tag(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def nets(self) -> int:
+        return BANDS * self.nets_per_band
+
+
+QUICK = Settings(
+    nets_per_band=3,
+    second_seed_per_band=1,
+    train_images=2048,
+    val_images=512,
+    test_images=1000,
+    teacher_images=2048,
+    teacher_epochs=1,
+    supernet_epochs=1,
+    supernet_max_steps=20,
+    rate_bn_batches=2,
+    rate_eval_batches=2,
+    retrain_epochs=1,
+    retrain_max_steps=12,
+    draws=4000,
+)
+
+
+# --- latency ------------------------------------------------------------------------------------------
+def stage_latency(work: rt.Work, space: SearchSpace, s: Settings) -> tuple[CostModel, dict[str, Any]]:
+    """The CPU latency model of the bench space at ``s.latency_size`` px.
+
+    ``latency_source="measured"``: this CPU's table, built by the project's table builder the
+    first time (``latency_cost_for(..., build=True)``; cached in the latency cache).
+    ``"estimated"``: the project's roofline estimate for this CPU (specs from its
+    micro-benchmark), for when the machine is too loaded to time layers (the measured table
+    then has entries off by 10-100x and a negative fixed overhead)."""
+    from dna_zoo.search.latency.build import resolve_spec
+    from dna_zoo.search.latency.cost import LatencyCost, latency_cost_for
+    from dna_zoo.search.latency.estimate import estimate_table
+
+    t0 = rt.Clock()
+    if s.latency_source == "measured":
+        cost, info = latency_cost_for(
+            space, device="cpu", input_size=s.latency_size, num_classes=10, build=True
+        )
+        if cost.estimated:
+            raise SystemExit("the latency table is an estimate, not a measurement")
+        info["calibration"] = cost.table.calibration.to_dict()
+    elif s.latency_source == "estimated":
+        saved = work.path / f"estimated_latency_table-r{s.latency_size}.json"
+        spec = resolve_spec("cpu", input_size=s.latency_size, num_classes=10)
+        if saved.exists():  # the specs are measured: keep the first estimate, so picks are stable
+            from dna_zoo.search.latency.table import LatencyTable
+
+            table = LatencyTable.load(saved)
+        else:
+            table = estimate_table(space, spec, include_published=False)
+            table.save(saved)
+        cost = LatencyCost(space, table)
+        info = {"table": "estimated", "spec": spec.to_dict(), "file": str(saved), "method": table.method}
+    else:
+        raise SystemExit(f"unknown latency source '{s.latency_source}' (measured or estimated)")
+    work.add_time("latency_table", *t0.spent())
+    info["source"] = cost.source
+    work.state["latency"] = info
+    work.save()
+    return cost, info
+
+
+# --- choosing the networks ------------------------------------------------------------------------------
+@dataclass
+class Picked:
+    nets: list[list[Candidate]]
+    band: list[int]
+    latency: list[float]
+    edges: list[float]
+    #: network indices trained with a second seed
+    second: list[int]
+
+
+def _draws(space: SearchSpace, s: Settings, cost: CostModel) -> list[tuple[float, list[Candidate]]]:
+    rng = random.Random(s.seed)
+    cands = [list(space.block_candidates(b)) for b in range(len(space.blocks))]
+    by_depth = [
+        {d: [c for c in cs if c.depth == d] for d in space.blocks[b].depths} for b, cs in enumerate(cands)
+    ]
+    per = {c.key: cost.cost(c) for cs in cands for c in cs}
+    fixed = cost.fixed_cost()
+    out = []
+    for _ in range(s.draws):  # per block: a depth uniformly, then ops uniformly (as the samplers do)
+        net = [rng.choice(by_depth[b][rng.choice(space.blocks[b].depths)]) for b in range(len(space.blocks))]
+        out.append((fixed + sum(per[c.key] for c in net), net))
+    return out
+
+
+def pick_networks(space: SearchSpace, s: Settings, latency: CostModel) -> Picked:
+    """Three bands of equal width in log-latency over the 0.5-99.5% range of random draws;
+    in each, ``nets_per_band`` distinct nets evenly spaced in log-latency (the draw nearest
+    each target); ``second_seed_per_band`` of them, evenly spread, get a second seed."""
+    draws = sorted(_draws(space, s, latency), key=lambda t: t[0])
+    lo, hi = draws[len(draws) // 200][0], draws[len(draws) * 199 // 200][0]
+    edges = list(np.exp(np.linspace(math.log(lo), math.log(hi), BANDS + 1)))
+    logs = np.log([d[0] for d in draws])
+    nets, band, lat, second, seen = [], [], [], [], set()
+    for b in range(BANDS):
+        a, z = math.log(edges[b]), math.log(edges[b + 1])
+        targets = a + (np.arange(s.nets_per_band) + 0.5) * (z - a) / s.nets_per_band
+        start = len(nets)
+        for t in targets:
+            order = np.argsort(np.abs(logs - t))
+            i = next(int(i) for i in order if tuple(c.key for c in draws[i][1]) not in seen)
+            seen.add(tuple(c.key for c in draws[i][1]))
+            nets.append(draws[i][1])
+            band.append(b)
+            lat.append(float(draws[i][0]))
+        k = s.second_seed_per_band
+        second += [start + int(j) for j in np.round(np.linspace(0, s.nets_per_band - 1, k))] if k else []
+    return Picked(nets, band, lat, [float(e) for e in edges], second)
+
+
+def training_order(p: Picked) -> list[tuple[int, int]]:
+    """(net, seed): seed 0 of every net with the bands interleaved (a cut run stays balanced),
+    and after every third of those a second seed of a net already trained (so a cut run
+    still has its noise floor)."""
+    per_band = [[i for i, b in enumerate(p.band) if b == k] for k in range(BANDS)]
+    first = []
+    for j in range(max(len(x) for x in per_band)):
+        # within a band, alternate from both ends so a partial run covers the band's range
+        for x in per_band:
+            if j < len(x):
+                first.append(x[j // 2] if j % 2 == 0 else x[len(x) - 1 - j // 2])
+    pending = sorted(p.second, key=first.index)
+    order: list[tuple[int, int]] = []
+    for k, i in enumerate(first):
+        order.append((i, 0))
+        done = {n for n, _ in order}
+        if (k + 1) % 3 == 0 and pending and pending[0] in done:
+            order.append((pending.pop(0), 1))
+    return order + [(i, 1) for i in pending]
+
+
+# --- the training phase ----------------------------------------------------------------------------------
+def open_run(args: argparse.Namespace) -> tuple[Settings, rt.Work]:
+    base = QUICK if args.quick else Settings()
+    over = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(Settings)
+        if getattr(args, f.name) is not None
+    }
+    s = dataclasses.replace(base, **over)
+    from dna_zoo.search.supernet.teacher_train import cache_dir
+
+    name = f"ranking_decisions-{'quick' if args.quick else 'full'}-{s.tag()}"
+    work = rt.Work(args.work or cache_dir() / "bench" / name)
+    work.state["settings"] = dataclasses.asdict(s)
+    work.save()
+    return s, work
+
+
+def prepare(work: rt.Work, s: Settings) -> tuple[SearchSpace, rt.Data, CostModel, Picked]:
+    space = rt.bench_space()
+    data = rt.open_data(s)  # type: ignore[arg-type]  (duck-typed settings)
+    latency, info = stage_latency(work, space, s)
+    p = pick_networks(space, s, latency)
+    macs = MacsCost(space, input_size=32, num_classes=10)
+    lat = [latency.network_cost(space.to_encoding(n)) for n in p.nets]
+    log.info(
+        "latency table %s at %d px: bands %s ms; picked nets span %.3f-%.3f ms (%.2fx), MACs %.2f-%.2f M",
+        info["table"],
+        s.latency_size,
+        ", ".join(f"{e:.3f}" for e in p.edges),
+        min(lat),
+        max(lat),
+        max(lat) / min(lat),
+        min(macs.network_cost(space.to_encoding(n)) for n in p.nets) / 1e6,
+        max(macs.network_cost(space.to_encoding(n)) for n in p.nets) / 1e6,
+    )
+    return space, data, latency, p
+
+
+def phase_train(work: rt.Work, s: Settings) -> None:
+    space, data, _, p = prepare(work, s)
+    log.info("stage: teacher")
+    teacher = rt.stage_teacher(work, s)  # type: ignore[arg-type]
+    log.info("teacher: %.2f%% test top-1", teacher["test_top1"])
+    log.info("stage: DNA supernet + rating")
+    rt.stage_dna(work, space, teacher, data, s)  # type: ignore[arg-type]
+    log.info("stage: SPOS supernet + rating")
+    rt.stage_spos(work, space, p.nets, data, s)  # type: ignore[arg-type]
+    log.info("stage: stitched end-to-end rating")
+    phase_rate(work, s)
+    order = training_order(p)
+    log.info("stage: stand-alone training (%d trainings)", len(order))
+    for k, (i, seed) in enumerate(order):
+        acc, _ = rt.train_standalone(work, space, p.nets[i], i, seed, data, s)
+        cpu = work.state.get("cpu_seconds", {}).get("standalone", 0.0)
+        log.info(
+            "[%d/%d] net%02d (band %d) seed %d: %.2f%%; stand-alone CPU so far %.2f h",
+            k + 1, len(order), i, p.band[i], seed, acc, cpu / 3600,
+        )  # fmt: skip
+    log.info("training phase done; CPU-hours by stage: %s", cpu_hours(work))
+
+
+def phase_rate(work: rt.Work, s: Settings) -> None:
+    """The per-network ratings that need the trained supernet: stitched end to end (cached)."""
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.supernet.stitch import rate_stitched
+    from dna_zoo.search.supernet.train import load_supernet, teacher_of_run
+
+    _, data, _, p = prepare(work, s)
+    out = work.path / "stitched_ratings.json"
+    if out.exists():
+        log.info("stitched ratings cached in %s", out)
+        return
+    sdir = work.path / "dna_supernet"
+    if not (work.path / "dna_ratings.json").exists():
+        raise SystemExit("the DNA supernet is not trained yet: run the train phase first")
+    t0 = rt.Clock()
+    teacher = teacher_of_run(sdir)
+    supernet, _ = load_supernet(sdir, teacher)
+    rows = rate_stitched(
+        teacher,
+        supernet,
+        p.nets,
+        data.train,
+        data.val,
+        bn_batches=s.rate_bn_batches,
+        batch_size=s.rate_batch_size,
+        seed=s.seed,
+    )
+    atomic_write_json(out, rows)
+    work.add_time("stitched_rating", *t0.spent())
+    log.info("stitched ratings of %d networks written to %s", len(rows), out)
+
+
+def cpu_hours(work: rt.Work) -> dict[str, float]:
+    return {k: round(v / 3600, 3) for k, v in work.state.get("cpu_seconds", {}).items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--phase", choices=("train", "rate", "analyse"), default="train")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, few steps, 9 networks")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (.md and .png written next to it)")
+    ap.add_argument("--work", type=Path, default=None, help="work directory (resumable stage outputs)")
+    for f in dataclasses.fields(Settings):
+        kind = str if isinstance(f.default, str) else int
+        ap.add_argument(
+            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default: {f.default}"
+        )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: under nice on a busy 2-core machine a second thread mostly "
+        "spin-waits; measured 2.5x slower per step there)",
+    )
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
+    torch.set_num_threads(args.threads)
+    s, work = open_run(args)
+    log.info("work directory %s (rerun the same command to resume)", work.path)
+    if args.phase == "train":
+        phase_train(work, s)
+    elif args.phase == "rate":
+        phase_rate(work, s)
+    else:
+        from ranking_decisions_analysis import phase_analyse
+
+        name = "ranking_decisions-quick.json" if args.quick else "ranking_decisions.json"
+        out = args.out or RESULTS / name
+        phase_analyse(work, s, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""The analysis phase of ``ranking_decisions.py``: every method's ranking judged where the search
+decides, from the cached stage outputs (seconds; works on a partial run).
+
+Ground truth: stand-alone test top-1, the seed mean where a net has two seeds. Scores are
+oriented so that higher means "predicted better". Figures per method:
+
+* global Kendall tau-b and Spearman rho;
+* tau within each latency band, and their mean (the headline: a search picks within a budget);
+* partial tau given MACs (what the score knows beyond size);
+* concordance of the pairs whose predicted latencies differ by at most 5%;
+* regret at three budgets (the middle of each band): the best measured top-1 under the budget
+  minus the top-1 of the net the method picks there (its top score under the budget).
+
+95% intervals: a bootstrap over networks, stratified by band (the band sizes stay fixed), the
+same resamples for every method, so differences between methods are paired.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ranking_tau as rt
+from ranking_decisions import BANDS, Settings, cpu_hours, prepare
+
+log = logging.getLogger("ranking_decisions")
+
+#: method -> label; "most MACs under the latency budget" is the MACs score's pick at a budget
+LABELS = {
+    "dna": "DNA: sum of block losses / teacher variance",
+    "dna_nsr": "DNA: sum of block noise-to-signal (MSE / teacher power)",
+    "predictor": "predictor: ridge on block ratings + log MACs + depth (LOO)",
+    "predictor_nsr": "predictor on noise-to-signal block ratings (LOO)",
+    "stitched": "stitched end to end, BN recalibrated (held-out top-1)",
+    "spos": "SPOS supernet, same steps (held-out top-1)",
+    "macs": "MACs (= most MACs under the latency budget)",
+    "params": "params",
+    "latency": "predicted latency (slowest under the budget)",
+}
+BASELINES = ("macs", "latency")
+PAIR_TOLERANCE = 0.05
+
+
+# --- statistics ---------------------------------------------------------------------------------------
+def tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau-b (ties allowed), from the pair sign matrices (fast for n < 100)."""
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    d = math.sqrt(float((sx * sx).sum()) * float((sy * sy).sum()))
+    return float((sx * sy).sum() / d) if d > 0 else math.nan
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="stable")
+    r = np.empty(len(v))
+    r[order] = np.arange(len(v))
+    for u in np.unique(v):  # average ranks of ties
+        m = v == u
+        if m.sum() > 1:
+            r[m] = r[m].mean()
+    return r
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def partial_tau(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Kendall's partial tau of x and y given z."""
+    txy, txz, tyz = tau_b(x, y), tau_b(x, z), tau_b(y, z)
+    d = math.sqrt(max(0.0, (1 - txz**2) * (1 - tyz**2)))
+    return (txy - txz * tyz) / d if d > 1e-12 else math.nan
+
+
+def pair_concordance(x: np.ndarray, y: np.ndarray, lat: np.ndarray, tol: float = PAIR_TOLERANCE) -> float:
+    """Share of the pairs within ``tol`` latency (and different accuracy) that ``x`` orders as ``y``
+    (a tied score counts one half)."""
+    near = np.abs(np.log(lat[:, None] / lat[None, :])) <= math.log1p(tol)
+    dy = np.sign(y[:, None] - y[None, :])
+    dx = np.sign(x[:, None] - x[None, :])
+    m = np.triu(near & (dy != 0), 1)
+    if not m.any():
+        return math.nan
+    return float(np.mean(np.where(dx[m] == 0, 0.5, (dx[m] == dy[m]).astype(float))))
+
+
+def regret(x: np.ndarray, y: np.ndarray, lat: np.ndarray, budget: float) -> float:
+    ok = np.flatnonzero(lat <= budget)
+    if len(ok) == 0:
+        return math.nan
+    pick = ok[np.argmax(x[ok])]
+    return float(y[ok].max() - y[pick])
+
+
+def figures(
+    x: np.ndarray, y: np.ndarray, lat: np.ndarray, band: np.ndarray, macs: np.ndarray, budgets: list[float]
+) -> dict[str, float]:
+    f = {"tau": tau_b(x, y), "rho": spearman(x, y)}
+    taus = []
+    for b in range(BANDS):
+        m = band == b
+        t = tau_b(x[m], y[m]) if m.sum() >= 3 else math.nan
+        f[f"tau_band{b}"] = t
+        taus.append(t)
+    f["tau_within_bands"] = float(np.nanmean(taus)) if not all(math.isnan(t) for t in taus) else math.nan
+    f["partial_tau_given_macs"] = partial_tau(x, y, macs)
+    f["pairs_within_5pct_concordance"] = pair_concordance(x, y, lat)
+    regs = []
+    for k, bud in enumerate(budgets):
+        f[f"regret_budget{k}"] = regret(x, y, lat, bud)
+        regs.append(f[f"regret_budget{k}"])
+    f["regret_mean"] = float(np.nanmean(regs))
+    return f
+
+
+def bootstrap(
+    scores: dict[str, np.ndarray],
+    y: np.ndarray,
+    lat: np.ndarray,
+    band: np.ndarray,
+    macs: np.ndarray,
+    budgets: list[float],
+    *,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Point figures, 95% intervals, and paired differences to the baselines."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(band == b) for b in range(BANDS)]
+    idx = [np.concatenate([rng.choice(g, size=len(g)) for g in groups if len(g)]) for _ in range(resamples)]
+    point = {k: figures(v, y, lat, band, macs, budgets) for k, v in scores.items()}
+    keys = list(next(iter(point.values())))
+    boots = {
+        k: {f: np.empty(resamples) for f in keys} for k in scores
+    }  # method -> figure -> resampled values
+    for r, i in enumerate(idx):
+        for k, v in scores.items():
+            fr = figures(v[i], y[i], lat[i], band[i], macs[i], budgets)
+            for f in keys:
+                boots[k][f][r] = fr[f]
+
+    def ci(a: np.ndarray) -> list[float]:
+        a = a[~np.isnan(a)]
+        return [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))] if len(a) else [math.nan] * 2
+
+    out: dict[str, Any] = {}
+    for k in scores:
+        out[k] = {f: {"value": point[k][f], "ci95": ci(boots[k][f])} for f in keys}
+        for base in BASELINES:
+            if base == k:
+                continue
+            diffs = {}
+            for f in keys:
+                d = boots[k][f] - boots[base][f]
+                sign = -1 if f.startswith("regret") else 1  # lower regret is better
+                diffs[f] = {
+                    "difference": point[k][f] - point[base][f],
+                    "ci95": ci(d),
+                    "share_better": float(np.nanmean(sign * d > 0)),
+                }
+            out[k][f"vs_{base}"] = diffs
+    return out
+
+
+def noise_floor(acc: dict[int, list[float]], y_all: np.ndarray, band: np.ndarray) -> dict[str, Any]:
+    pairs = np.array([v[:2] for v in acc.values() if len(v) >= 2 and not any(map(math.isnan, v[:2]))])
+    out: dict[str, Any] = {"nets_with_two_seeds": len(pairs)}
+    if len(pairs) >= 3:
+        within = float(np.sqrt(np.mean(np.var(pairs, axis=1, ddof=1))))
+        between = float(np.std(y_all, ddof=1))
+        band_sd = [float(np.std(y_all[band == b], ddof=1)) for b in range(BANDS) if (band == b).sum() >= 2]
+        out.update(
+            {
+                "tau_seed0_vs_seed1": tau_b(pairs[:, 0], pairs[:, 1]),
+                "within_net_seed_sd": within,
+                "within_net_seed_range_mean": float(np.mean(np.abs(pairs[:, 0] - pairs[:, 1]))),
+                "between_net_sd": between,
+                "between_net_sd_within_bands": band_sd,
+                "signal_to_noise_sd": between / within if within > 0 else math.inf,
+                "signal_to_noise_sd_within_bands": (
+                    float(np.mean(band_sd)) / within if within > 0 else math.inf
+                ),
+            }
+        )
+    return out
+
+
+# --- gathering the cache ----------------------------------------------------------------------------------
+def standalone_acc(work: rt.Work, n: int) -> dict[int, list[float]]:
+    from dna_zoo.search.retrain import CONFIG
+
+    acc: dict[int, list[float]] = {}
+    for i in range(n):
+        for seed in (0, 1):
+            f = work.path / "standalone" / f"net{i:02d}-seed{seed}" / CONFIG
+            if f.exists():
+                acc.setdefault(i, []).append(float(json.loads(f.read_text())["dna_zoo"]["metrics"]["top1"]))
+            elif seed == 0:
+                break
+    return acc
+
+
+def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.ratings import Ratings
+    from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
+
+    space, _, latency, p = prepare(work, s)
+    acc = standalone_acc(work, len(p.nets))
+    done = sorted(acc)
+    if len(done) < 6:
+        raise SystemExit(f"only {len(done)} networks trained so far: nothing to analyse yet")
+    encs = [space.to_encoding(p.nets[i], name=f"net{i:02d}") for i in done]
+    y = np.array([float(np.mean(acc[i])) for i in done])
+    band = np.array([p.band[i] for i in done])
+    lat = np.array([latency.network_cost(e) for e in encs])
+    macs_m = MacsCost(space, input_size=32, num_classes=10)
+    macs = np.array([macs_m.network_cost(e) for e in encs])
+    params = np.array([ParamsCost(space, input_size=32, num_classes=10).network_cost(e) for e in encs])
+    scores: dict[str, np.ndarray] = {"macs": macs, "params": params, "latency": lat}
+    missing: list[str] = []
+    ratings = None
+    if (work.path / "dna_ratings.json").exists():
+        ratings = Ratings.load(work.path / "dna_ratings.json")
+        var = np.array(ratings.meta["teacher_target_variance"])
+        power = np.array(ratings.meta["teacher_target_power"])
+        block = np.array([[ratings.loss(c) for c in p.nets[i]] for i in done])  # loss / teacher variance
+        nsr = block * var / power  # raw MSE / teacher power
+        scores["dna"] = -block.sum(1)
+        scores["dna_nsr"] = -nsr.sum(1)
+        from dna_zoo.search.strategy.predictor import loo_predictions, network_features
+
+        x, _names = network_features(ratings, encs, input_size=32, in_chans=3, num_classes=10)
+        scores["predictor"] = loo_predictions(x, y)
+        x_nsr = x.copy()
+        x_nsr[:, : block.shape[1]] = nsr
+        scores["predictor_nsr"] = loo_predictions(x_nsr, y)
+    else:
+        missing += ["dna", "dna_nsr", "predictor", "predictor_nsr"]
+    if (work.path / "spos_ratings.json").exists():
+        spos = json.loads((work.path / "spos_ratings.json").read_text())
+        scores["spos"] = np.array([spos[i]["top1"] for i in done])
+    else:
+        missing.append("spos")
+    if (work.path / "stitched_ratings.json").exists():
+        st = json.loads((work.path / "stitched_ratings.json").read_text())
+        scores["stitched"] = np.array([st[i]["top1"] for i in done])
+    else:
+        missing.append("stitched (run --phase rate)")
+    budgets = [math.sqrt(p.edges[b] * p.edges[b + 1]) for b in range(BANDS)]
+    scores = {k: scores[k] for k in LABELS if k in scores}
+    figs = bootstrap(scores, y, lat, band, macs, budgets, resamples=s.bootstrap, seed=s.seed)
+    nf = noise_floor(acc, y, band)
+    rows = []
+    for j, i in enumerate(done):
+        rows.append(
+            {
+                "index": i,
+                "band": int(band[j]),
+                "candidates": [c.key for c in p.nets[i]],
+                "arch_def": encs[j].to_arch_def(),
+                "latency_ms": float(lat[j]),
+                "macs": float(macs[j]),
+                "params": float(params[j]),
+                "acc": acc[i],
+                "acc_mean": float(y[j]),
+                **{f"score_{k}": float(v[j]) for k, v in scores.items()},
+            }
+        )
+    lat_info = work.state.get("latency", {})
+    result = {
+        "bench": "ranking_decisions",
+        "settings": {**work.state["settings"]},
+        "space": {**space.to_dict(), "identity": space.identity, "num_networks": space.num_networks()},
+        "latency": {
+            "table": lat_info,
+            "resolution_px": s.latency_size,
+            "band_edges_ms": p.edges,
+            "budgets_ms": budgets,
+            "measured_nets_span": [float(lat.min()), float(lat.max()), float(lat.max() / lat.min())],
+        },
+        "trained": {"networks": len(done), "planned": len(p.nets), "second_seeds": nf["nets_with_two_seeds"]},
+        "band_sizes": [int((band == b).sum()) for b in range(BANDS)],
+        "missing_methods": [*missing, "dna_last_block (DNA's last block with the label loss): not done"],
+        "labels": {k: LABELS[k] for k in scores},
+        "figures": figs,
+        "noise_floor": nf,
+        "networks": rows,
+        "seconds": work.state.get("seconds", {}),
+        "cpu_seconds": work.state.get("cpu_seconds", {}),
+        "cpu_hours": cpu_hours(work),
+        "cpu_hours_total": round(sum(work.state.get("cpu_seconds", {}).values()) / 3600, 3),
+        "work_dir": str(work.path),
+        "versions": rt.versions(),
+        "machine": rt.machine(),
+        "how": {
+            "ground_truth": "stand-alone test top-1 (Fashion-MNIST test split), seed mean where 2 seeds",
+            "scores": "higher = predicted better; DNA scores are minus the summed block losses",
+            "bootstrap": f"{s.bootstrap} resamples of networks, stratified by band, same for every method "
+            "(paired differences)",
+            "budgets": "the geometric middle of each latency band",
+            "pairs": f"pairs whose predicted latencies differ by at most {PAIR_TOLERANCE:.0%}",
+            "predictor": "search.strategy.predictor.loo_predictions (nested leave-one-out ridge) on "
+            "network_features (block ratings, log MACs, depth) against the same ground truth",
+            "stitched": "search.supernet.stitch.rate_stitched: teacher stem/first stage, the net's block "
+            "paths from the DNA supernet, teacher tail/head; student BN re-estimated; no finetune",
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, result)
+    md = table_md(result)
+    out.with_suffix(".md").write_text(md)
+    plot(out.with_suffix(".png"), result)
+    print(md)
+    print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+    return result
+
+
+# --- output ---------------------------------------------------------------------------------------------
+def _v(f: dict[str, Any], digits: int = 2) -> str:
+    v, (lo, hi) = f["value"], f["ci95"]
+    if math.isnan(v):
+        return "n/a"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def table_md(r: dict[str, Any]) -> str:
+    figs, lat, nf = r["figures"], r["latency"], r["noise_floor"]
+    lines = [
+        f"# ranking_decisions: {r['trained']['networks']} of {r['trained']['planned']} networks trained "
+        f"(bands {r['band_sizes']}), {nf['nets_with_two_seeds']} with a second seed",
+        "",
+        f"Latency: {lat['table'].get('source', '?')}, {lat['resolution_px']} px; band edges "
+        + ", ".join(f"{e:.3f}" for e in lat["band_edges_ms"])
+        + f" ms; measured nets span {lat['measured_nets_span'][0]:.3f}-{lat['measured_nets_span'][1]:.3f} ms "
+        f"({lat['measured_nets_span'][2]:.2f}x); budgets "
+        + ", ".join(f"{b:.3f}" for b in lat["budgets_ms"])
+        + " ms.",
+        "",
+        "| method | global tau | Spearman | tau band 0 | tau band 1 | tau band 2 | tau within bands (mean) "
+        "| partial tau given MACs | pairs within 5% latency | regret b0 | regret b1 | regret b2 "
+        "| regret mean |",
+        "|---|" + "---|" * 12,
+    ]
+    for k, label in r["labels"].items():
+        f = figs[k]
+        cells = [
+            _v(f["tau"]), _v(f["rho"]), _v(f["tau_band0"]), _v(f["tau_band1"]), _v(f["tau_band2"]),
+            _v(f["tau_within_bands"]), _v(f["partial_tau_given_macs"]),
+            _v(f["pairs_within_5pct_concordance"]),
+            _v(f["regret_budget0"]), _v(f["regret_budget1"]), _v(f["regret_budget2"]), _v(f["regret_mean"]),
+        ]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired differences (method - baseline; regret: lower is better), 95% bootstrap CI:", ""]
+    lines.append(
+        "| method | vs | d tau within bands | d partial tau | d regret mean | d regret b0 | d regret b1 "
+        "| d regret b2 |"
+    )
+    lines.append("|---|---|" + "---|" * 6)
+    for k in r["labels"]:
+        for base in BASELINES:
+            d = figs[k].get(f"vs_{base}")
+            if d is None:
+                continue
+            fields = ["tau_within_bands", "partial_tau_given_macs", "regret_mean"]
+            fields += [f"regret_budget{b}" for b in range(BANDS)]
+            cells = [_d(d[f]) for f in fields]
+            lines.append(f"| {k} | {base} | " + " | ".join(cells) + " |")
+    lines += ["", "Noise floor: " + ", ".join(f"{k} {_fmt(v)}" for k, v in nf.items())]
+    lines += [
+        "",
+        f"CPU-hours by stage: {r['cpu_hours']} (total {r['cpu_hours_total']}); CPU: {r['machine']['cpu']}",
+    ]
+    if r["missing_methods"]:
+        lines += ["", "Not measured: " + "; ".join(r["missing_methods"])]
+    return "\n".join(lines) + "\n"
+
+
+def _d(x: dict[str, Any]) -> str:
+    return f"{x['difference']:+.3f} [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def plot(path: Path, r: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = r["figures"]
+    names = list(r["labels"])
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
+    for ax, key, title in (
+        (axes[0], "tau_within_bands", "Kendall tau within latency bands (mean of 3)"),
+        (axes[1], "regret_mean", "regret at 3 budgets (mean, top-1 points; lower is better)"),
+    ):
+        v = np.array([figs[k][key]["value"] for k in names])
+        lo = v - np.array([figs[k][key]["ci95"][0] for k in names])
+        hi = np.array([figs[k][key]["ci95"][1] for k in names]) - v
+        ax.errorbar(v, np.arange(len(names)), xerr=[lo, hi], fmt="o", capsize=3)
+        ax.set_yticks(np.arange(len(names)), names)
+        ax.axvline(figs["macs"][key]["value"], color="grey", ls="--", lw=1, label="MACs")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.invert_yaxis()
+        ax.legend(fontsize=8)
+    nets = r["networks"]
+    for b in range(BANDS):
+        pts = [n for n in nets if n["band"] == b]
+        axes[2].scatter([n["latency_ms"] for n in pts], [n["acc_mean"] for n in pts], label=f"band {b}", s=18)
+    for e in r["latency"]["band_edges_ms"]:
+        axes[2].axvline(e, color="grey", lw=0.6)
+    for bud in r["latency"]["budgets_ms"]:
+        axes[2].axvline(bud, color="red", lw=0.6, ls=":")
+    kind = "roofline estimate" if r["latency"]["table"].get("table") == "estimated" else "measured table"
+    axes[2].set_xlabel(f"predicted latency on this CPU, ms ({r['latency']['resolution_px']} px, {kind})")
+    axes[2].set_ylabel("stand-alone test top-1 %")
+    axes[2].set_title("networks (red: budgets)", fontsize=10)
+    axes[2].legend(fontsize=8)
+    axes[2].grid(alpha=0.3)
+    nf = r["noise_floor"]
+    fig.suptitle(
+        f"Fashion-MNIST 32 px, {r['trained']['networks']} networks; seed sd "
+        f"{nf.get('within_net_seed_sd', math.nan):.2f}, "
+        f"between-net sd {nf.get('between_net_sd', math.nan):.2f}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
