@@ -66,8 +66,8 @@ def search(
         "--objective",
         help="What to maximise: rating (the --ratings file), predictor (the ratings' calibrated accuracy "
         "predictor, predicted top-1), prior (ImageNet prior shipped with dna-zoo, predicted top-1) or macs "
-        "[the best-measured one whose inputs are given: predictor with a calibration, rating with --ratings, "
-        "else prior].",
+        "[the best-measured one for the inputs given: with --ratings, macs (it out-ranked the rating on "
+        "bench/ranking_decisions.py), or predictor where its calibration beat MACs; without, prior].",
     ),
     batch: int = typer.Option(1, "--batch", help="Batch size of the latency table."),
     threads: int | None = typer.Option(None, "--threads", help="Threads of the latency table."),
@@ -163,6 +163,8 @@ def search(
             if p.exists():
                 raise OutputExistsError(p)
     r = Ratings.load(ratings) if ratings is not None else None
+    if objective is None and calibration is not None:
+        objective = "predictor"  # a calibration named on the command line is asked for
     predictor = _calibration(
         calibration, ratings, objective, run=None if r is None else r.meta.get("run_dir")
     )
@@ -175,6 +177,10 @@ def search(
     lat = found.constraints.latency
     if lat is not None and lat.estimated:
         err_console.print(f"[yellow]warning:[/yellow] {escape(lat.table.method['warning'])}")
+    if objective is None and r is not None and found.objective == "macs" and not json_out:
+        from dna_zoo.search.strategy.objective import RATINGS_NOT_DEFAULT
+
+        err_console.print(f"note: {escape(RATINGS_NOT_DEFAULT)}")
     result = found.result
     result.save(best_path)
     pareto_plot(result, plot_path)

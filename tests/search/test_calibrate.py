@@ -23,6 +23,7 @@ from dna_zoo.search.calibrate import CALIBRATION, CalibrateConfig, calibrate_run
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.result import SearchResult
 from dna_zoo.search.strategy.cost import MacsCost
+from dna_zoo.search.strategy.objective import predictor_beats_macs
 from dna_zoo.search.strategy.predictor import (
     AccuracyPredictor,
     fit_predictor,
@@ -258,7 +259,7 @@ def test_cli_calibrate_not_a_run(tmp_path):
 
 # --- the search objective ----------------------------------------------------------------------------
 @pytest.mark.slow
-def test_search_defaults_to_the_predictor_and_picks_its_best_net(calibrated, tmp_path):
+def test_search_with_the_predictor_picks_its_best_net(calibrated, tmp_path):
     run, res = calibrated
     ratings = Ratings.load(run / "ratings.json")
     pred = AccuracyPredictor.load(res.path, ratings=ratings)
@@ -269,8 +270,8 @@ def test_search_defaults_to_the_predictor_and_picks_its_best_net(calibrated, tmp
     out = tmp_path / "s"
     r = runner.invoke(
         app,
-        ["search", "--ratings", str(run / "ratings.json"), "--macs", str(budget), "--input-size", "32",
-         "--num-classes", "10", "--out", str(out)],
+        ["search", "--ratings", str(run / "ratings.json"), "--objective", "predictor", "--macs", str(budget),
+         "--input-size", "32", "--num-classes", "10", "--out", str(out)],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "predictor (the ratings calibrated" in r.output and "predicted top-1" in r.output
@@ -281,6 +282,16 @@ def test_search_defaults_to_the_predictor_and_picks_its_best_net(calibrated, tmp
     assert fig["loo_rmse"] == pytest.approx(pred.loo["rmse"]) and fig["k"] == 6
     feasible = [e for e in every if macs.network_cost(e) <= budget]
     assert fig["top1"] >= float(pred.predict(feasible).max()) - 1e-6  # the exact predictor's best
+    # without --objective the calibration's own self-check decides: the predictor only where it
+    # beat MACs on these nets, else MACs (the best-measured objective), saying why
+    r = runner.invoke(
+        app,
+        ["search", "--ratings", str(run / "ratings.json"), "--macs", str(budget), "--input-size", "32",
+         "--num-classes", "10", "--out", str(out), "--force"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    default = "predictor" if predictor_beats_macs(pred) else "macs"
+    assert SearchResult.load(out / "best.json").meta["objective"] == default
     # the rating objective is still there on request, and says so
     r = runner.invoke(
         app,
@@ -329,8 +340,8 @@ def test_model_card_says_which_objective_chose_the_net(calibrated, tmp_path):
     out = tmp_path / "s"
     r = runner.invoke(
         app,
-        ["search", "--ratings", str(run / "ratings.json"), "--macs", "1G", "--input-size", "32",
-         "--num-classes", "10", "--out", str(out)],
+        ["search", "--ratings", str(run / "ratings.json"), "--objective", "predictor", "--macs", "1G",
+         "--input-size", "32", "--num-classes", "10", "--out", str(out)],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     best = SearchResult.load(out / "best.json")
