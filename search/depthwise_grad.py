@@ -31,7 +31,7 @@ import torch.nn.functional as F
 SMALL_MAP = 16
 
 
-def uses_matmul_grad(in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int) -> bool:
+def uses_matmul_grad(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
     """Whether the weight gradient of a depthwise conv of these map sizes takes the batched product."""
     return in_hw[0] * in_hw[1] <= SMALL_MAP or out_hw[0] * out_hw[1] == 1
 
@@ -79,7 +79,7 @@ class _DepthwiseConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         s, p, k = ctx.stride, ctx.pad, weight.shape[-1]
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        matmul = need_w and uses_matmul_grad(tuple(x.shape[-2:]), tuple(grad_out.shape[-2:]), s)
+        matmul = need_w and uses_matmul_grad(tuple(x.shape[-2:]), tuple(grad_out.shape[-2:]))
         gx = gw = None
         if need_x or (need_w and not matmul):
             gx, gw, _ = torch.ops.aten.convolution_backward(

@@ -349,20 +349,24 @@ def run_pipeline(
             space, axis_model, result.costs[0].value, result.candidates, seed=cfg.seed
         )  # fmt: skip
         nets["baseline"] = enc
-        report["baseline"] = {
-            "arch_def": enc.to_arch_def(), "predicted": cost, "cost": axis_model.name,
-            "rating": sum(ratings.losses[c.key] for c in space.from_encoding(enc)),
-            "how": f"random network of the space with the {axis_model.name} closest to the searched net's",
-        }  # fmt: skip
+
+        def entry(enc, cost: float, how: str) -> dict[str, Any]:
+            return {
+                "arch_def": enc.to_arch_def(), "predicted": cost, "cost": axis_model.name,
+                "rating": sum(ratings.loss(c) for c in space.from_encoding(enc)), "how": how,
+            }  # fmt: skip
+
+        report["baseline"] = entry(
+            enc, cost, f"random network of the space with the {axis_model.name} closest to the searched net's"
+        )
         enc, cost = most_macs_network(space, constraints)
-        if [c.key for c in space.from_encoding(enc)] != list(result.candidates):
+        same = [c.key for c in space.from_encoding(enc)] == list(result.candidates)
+        if not same:
             nets["most_macs"] = enc
         report["most_macs"] = {
-            "arch_def": enc.to_arch_def(), "predicted": cost, "cost": axis_model.name,
-            "rating": sum(ratings.losses[c.key] for c in space.from_encoding(enc)),
-            "same_as_searched": "most_macs" not in nets,
-            "how": "the network with the most MACs within the same budgets (the obvious choice)",
-        }  # fmt: skip
+            **entry(enc, cost, "the network with the most MACs within the same budgets (the obvious choice)"),
+            "same_as_searched": same,
+        }
 
     trained = {}
     if cfg.retrain_epochs > 0:

@@ -55,10 +55,10 @@ def test_weight_grad_matches_pytorch(channels: int, k: int, hw: int, stride: int
 
 
 def test_small_maps_only() -> None:
-    assert uses_matmul_grad((2, 2), (2, 2), 1)
-    assert uses_matmul_grad((2, 2), (1, 1), 2)
-    assert not uses_matmul_grad((16, 16), (16, 16), 1)
-    assert not uses_matmul_grad((8, 8), (4, 4), 2)
+    assert uses_matmul_grad((2, 2), (2, 2))
+    assert uses_matmul_grad((2, 2), (1, 1))
+    assert not uses_matmul_grad((16, 16), (16, 16))
+    assert not uses_matmul_grad((8, 8), (4, 4))
 
 
 def test_switched_model_trains_like_the_original() -> None:
