@@ -261,8 +261,20 @@ def prepare(work: rt.Work, s: Settings) -> tuple[SearchSpace, rt.Data, CostModel
     return space, data, latency, p
 
 
-def phase_train(work: rt.Work, s: Settings) -> None:
+def standalone_dir(s: Settings) -> str:
+    """The stand-alone trainings of one training length (several lengths share a work dir)."""
+    steps = f"-s{s.retrain_max_steps}" if s.retrain_max_steps else ""
+    return f"standalone-e{s.retrain_epochs}{steps}"
+
+
+def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> None:
+    """Every stage in order; with ``shard=(i, n)`` (n processes on one work directory) the
+    shared stages must be cached already (run shard 0 alone first, or wait for it), and the
+    stand-alone trainings are split: process i takes every n-th of the training order."""
     space, data, _, p = prepare(work, s)
+    i_shard, n_shard = shard
+    if i_shard and not (work.path / "stitched_ratings.json").exists():
+        raise SystemExit("shard > 0 needs the shared stages cached: run --shard 0/N (or no shard) first")
     log.info("stage: teacher")
     teacher = rt.stage_teacher(work, s)  # type: ignore[arg-type]
     log.info("teacher: %.2f%% test top-1", teacher["test_top1"])
@@ -273,10 +285,13 @@ def phase_train(work: rt.Work, s: Settings) -> None:
     log.info("stage: stitched end-to-end rating")
     phase_rate(work, s)
     order = training_order(p)
-    log.info("stage: stand-alone training (%d trainings)", len(order))
+    sub = standalone_dir(s)
+    log.info("stage: stand-alone training (%d trainings, in %s, shard %d/%d)", len(order), sub, *shard)
     for k, (i, seed) in enumerate(order):
-        acc, _ = rt.train_standalone(work, space, p.nets[i], i, seed, data, s)
-        cpu = work.state.get("cpu_seconds", {}).get("standalone", 0.0)
+        if k % n_shard != i_shard:
+            continue
+        acc, _ = rt.train_standalone(work, space, p.nets[i], i, seed, data, s, subdir=sub)
+        cpu = work.state.get("cpu_seconds", {}).get(sub, 0.0)
         log.info(
             "[%d/%d] net%02d (band %d) seed %d: %.2f%%; stand-alone CPU so far %.2f h",
             k + 1, len(order), i, p.band[i], seed, acc, cpu / 3600,
@@ -338,13 +353,24 @@ def main() -> None:
         help="torch threads (default 1: under nice on a busy 2-core machine a second thread mostly "
         "spin-waits; measured 2.5x slower per step there)",
     )
+    ap.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: this process trains every N-th stand-alone network from the I-th (run N processes "
+        "on one --work directory; the shared stages must be cached first)",
+    )
     args = ap.parse_args()
+    try:
+        shard = tuple(int(v) for v in args.shard.split("/"))
+        assert len(shard) == 2 and 0 <= shard[0] < shard[1]
+    except (ValueError, AssertionError):
+        ap.error(f"--shard must be I/N with 0 <= I < N, got '{args.shard}'")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     s, work = open_run(args)
     log.info("work directory %s (rerun the same command to resume)", work.path)
     if args.phase == "train":
-        phase_train(work, s)
+        phase_train(work, s, shard)  # type: ignore[arg-type]
     elif args.phase == "rate":
         phase_rate(work, s)
     else:

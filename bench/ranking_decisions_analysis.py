@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import ranking_tau as rt
-from ranking_decisions import BANDS, Settings, cpu_hours, prepare
+from ranking_decisions import BANDS, Settings, cpu_hours, prepare, standalone_dir
 
 log = logging.getLogger("ranking_decisions")
 
@@ -193,13 +193,13 @@ def noise_floor(acc: dict[int, list[float]], y_all: np.ndarray, band: np.ndarray
 
 
 # --- gathering the cache ----------------------------------------------------------------------------------
-def standalone_acc(work: rt.Work, n: int) -> dict[int, list[float]]:
+def standalone_acc(work: rt.Work, s: Settings, n: int) -> dict[int, list[float]]:
     from dna_zoo.search.retrain import CONFIG
 
     acc: dict[int, list[float]] = {}
     for i in range(n):
         for seed in (0, 1):
-            f = work.path / "standalone" / f"net{i:02d}-seed{seed}" / CONFIG
+            f = work.path / standalone_dir(s) / f"net{i:02d}-seed{seed}" / CONFIG
             if f.exists():
                 acc.setdefault(i, []).append(float(json.loads(f.read_text())["dna_zoo"]["metrics"]["top1"]))
             elif seed == 0:
@@ -213,7 +213,7 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
     from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
 
     space, _, latency, p = prepare(work, s)
-    acc = standalone_acc(work, len(p.nets))
+    acc = standalone_acc(work, s, len(p.nets))
     done = sorted(acc)
     if len(done) < 6:
         raise SystemExit(f"only {len(done)} networks trained so far: nothing to analyse yet")

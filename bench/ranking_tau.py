@@ -223,11 +223,22 @@ class Work:
         atomic_write_json(self.state_file, self.state)
 
     def add_time(self, stage: str, wall: float, cpu: float) -> None:
-        """Add wall and process CPU seconds (both threads) to a stage (kept across resumes)."""
-        for key, v in (("seconds", wall), ("cpu_seconds", cpu)):
-            t = self.state.setdefault(key, {})
-            t[stage] = round(t.get(stage, 0.0) + v, 1)
-        self.save()
+        """Add wall and process CPU seconds (both threads) to a stage (kept across resumes).
+
+        Under a lock and re-read from disk first: several processes (``--shard``) may share
+        the work directory."""
+        import fcntl
+
+        with open(self.path / "state.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.state_file.exists():
+                disk = json.loads(self.state_file.read_text())
+                for key in ("seconds", "cpu_seconds"):
+                    self.state[key] = disk.get(key, {})
+            for key, v in (("seconds", wall), ("cpu_seconds", cpu)):
+                t = self.state.setdefault(key, {})
+                t[stage] = round(t.get(stage, 0.0) + v, 1)
+            self.save()
 
 
 class Clock:
@@ -382,13 +393,20 @@ def stage_spos(
 
 
 def train_standalone(
-    work: Work, space: SearchSpace, net: list[Candidate], index: int, seed: int, data: Data, s: Any
+    work: Work,
+    space: SearchSpace,
+    net: list[Candidate],
+    index: int,
+    seed: int,
+    data: Data,
+    s: Any,
+    subdir: str = "standalone",
 ) -> tuple[float, float]:
-    """Network ``index`` trained alone with ``seed`` (cached in the work directory; resumed from
-    its checkpoint): its test top-1 and training seconds."""
+    """Network ``index`` trained alone with ``seed`` (cached in ``subdir`` of the work directory;
+    resumed from its checkpoint): its test top-1 and training seconds."""
     from dna_zoo.search.retrain import CONFIG, RetrainConfig, retrain
 
-    out = work.path / "standalone" / f"net{index:02d}-seed{seed}"
+    out = work.path / subdir / f"net{index:02d}-seed{seed}"
     if not (out / CONFIG).exists():
         t0 = Clock()
         cfg = RetrainConfig(
@@ -410,7 +428,7 @@ def train_standalone(
             resume=True,
         )
         wall, cpu = t0.spent()
-        work.add_time("standalone", wall, cpu)
+        work.add_time(subdir, wall, cpu)
         log.info("stand-alone net%02d seed %d: %.0f s wall, %.0f s CPU", index, seed, wall, cpu)
     cfg_json = json.loads((out / CONFIG).read_text())
     return float(cfg_json["dna_zoo"]["metrics"]["top1"]), float(cfg_json["dna_zoo"]["train"]["seconds"])
