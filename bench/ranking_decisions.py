@@ -14,14 +14,18 @@ Phases (one process, resumable; every stage is cached in ``--work``):
   onnxruntime, at ``--latency-size`` px) -> pick networks -> teacher -> DNA supernet and
   rating (the rating's meta records each block's teacher power, so the noise-to-signal
   variant comes from the same pass) -> SPOS supernet and rating -> every picked net stitched
-  from the DNA supernet and rated end to end (also ``--phase rate``) -> stand-alone training
-  (seed 0 of every net, bands interleaved, then the second seeds).
+  from the DNA supernet and rated end to end (also ``--phase rate``) -> DNA's last block
+  trained with the label loss and rated by top-1 (also ``--phase last-block``) -> stand-alone
+  training (seed 0 of every net, bands interleaved, then the second seeds; ``--shard I/N``
+  splits it over N processes), kept per training length in ``standalone-e<epochs>``.
 * ``analyse``: figures, table, JSON and plot from the cache (seconds); works on a partial
   run (the nets trained so far).
 
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --quick            # smoke run
     nice -n 19 .venv/bin/python bench/ranking_decisions.py                    # train (long)
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase rate
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase last-block
+    .venv/bin/python bench/ranking_decisions.py --phase measure --threads 2   # quiet machine
     .venv/bin/python bench/ranking_decisions.py --phase analyse
 """
 
@@ -273,7 +277,7 @@ def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> 
     stand-alone trainings are split: process i takes every n-th of the training order."""
     space, data, _, p = prepare(work, s)
     i_shard, n_shard = shard
-    if i_shard and not (work.path / "stitched_ratings.json").exists():
+    if i_shard and not (work.path / "last_block_ratings.json").exists():
         raise SystemExit("shard > 0 needs the shared stages cached: run --shard 0/N (or no shard) first")
     log.info("stage: teacher")
     teacher = rt.stage_teacher(work, s)  # type: ignore[arg-type]
@@ -284,6 +288,8 @@ def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> 
     rt.stage_spos(work, space, p.nets, data, s)  # type: ignore[arg-type]
     log.info("stage: stitched end-to-end rating")
     phase_rate(work, s)
+    log.info("stage: last block with the label loss")
+    phase_last_block(work, s)
     order = training_order(p)
     sub = standalone_dir(s)
     log.info("stage: stand-alone training (%d trainings, in %s, shard %d/%d)", len(order), sub, *shard)
@@ -331,13 +337,81 @@ def phase_rate(work: rt.Work, s: Settings) -> None:
     log.info("stitched ratings of %d networks written to %s", len(rows), out)
 
 
+def phase_last_block(work: rt.Work, s: Settings) -> None:
+    """DNA's last-block treatment (``search.supernet.last_block``): the space's last block
+    trained with the label loss (same epochs, batch and data as the supernet) and every
+    candidate of it rated by held-out cross-entropy and top-1 (cached)."""
+    import dataclasses as dc
+
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.supernet.last_block import LastBlockConfig, rate_last_block, train_last_block
+    from dna_zoo.search.supernet.train import teacher_of_run
+
+    space, data, _, _ = prepare(work, s)
+    out = work.path / "last_block_ratings.json"
+    if out.exists():
+        log.info("last-block ratings cached in %s", out)
+        return
+    if not (work.path / "dna_ratings.json").exists():
+        raise SystemExit("the DNA supernet is not trained yet: run the train phase first")
+    t0 = rt.Clock()
+    teacher = teacher_of_run(work.path / "dna_supernet")
+    cfg = LastBlockConfig(
+        epochs=s.supernet_epochs,
+        batch_size=s.supernet_batch_size,
+        max_steps=s.supernet_max_steps,
+        bn_batches=s.rate_bn_batches,
+        eval_batches=s.rate_eval_batches,
+        seed=s.seed,
+    )
+    net, facts = train_last_block(teacher, space, data.train, cfg)
+    ratings = rate_last_block(net, teacher, data.train, data.val, cfg)
+    atomic_write_json(out, {"config": dc.asdict(cfg), "train": facts, "ratings": ratings})
+    work.add_time("last_block", *t0.spent())
+    log.info("last-block ratings of %d candidates written to %s", len(ratings), out)
+
+
+def phase_measure(work: rt.Work, s: Settings) -> None:
+    """The picked networks timed whole on this CPU (onnxruntime, 2 threads, batch 1, at
+    ``latency_size`` px; two interleaved passes, ``search.latency.measurement``), to check the
+    bands the estimate drew. Run it on a quiet machine; cached in ``measured_nets-r<px>.json``."""
+    import tempfile
+
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.latency.build import make_runtime, resolve_spec
+    from dna_zoo.search.latency.measurement import measure_networks
+
+    space, _, latency, p = prepare(work, s)
+    out = work.path / f"measured_nets-r{s.latency_size}.json"
+    if out.exists():
+        log.info("measured latencies cached in %s", out)
+        return
+    spec = resolve_spec("cpu", input_size=s.latency_size, num_classes=10)
+    encs = [space.to_encoding(n, name=f"net{i:02d}") for i, n in enumerate(p.nets)]
+    t0 = rt.Clock()
+    with tempfile.TemporaryDirectory(prefix="dna-rank-measure-") as tmp:
+        passes = measure_networks(encs, spec, make_runtime(spec), Path(tmp), passes=2)
+    wall, cpu = t0.spent()
+    work.add_time("measure_latency", wall, cpu)
+    atomic_write_json(
+        out,
+        {
+            "spec": spec.to_dict(),
+            "passes_ms": passes,
+            "estimated_ms": [latency.network_cost(e) for e in encs],
+            "machine": rt.machine(),
+        },
+    )
+    log.info("measured %d networks in %.0f s: %s", len(encs), wall, out)
+
+
 def cpu_hours(work: rt.Work) -> dict[str, float]:
     return {k: round(v / 3600, 3) for k, v in work.state.get("cpu_seconds", {}).items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--phase", choices=("train", "rate", "analyse"), default="train")
+    ap.add_argument("--phase", choices=("train", "rate", "last-block", "measure", "analyse"), default="train")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, few steps, 9 networks")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (.md and .png written next to it)")
     ap.add_argument("--work", type=Path, default=None, help="work directory (resumable stage outputs)")
@@ -373,6 +447,10 @@ def main() -> None:
         phase_train(work, s, shard)  # type: ignore[arg-type]
     elif args.phase == "rate":
         phase_rate(work, s)
+    elif args.phase == "last-block":
+        phase_last_block(work, s)
+    elif args.phase == "measure":
+        phase_measure(work, s)
     else:
         from ranking_decisions_analysis import phase_analyse
 

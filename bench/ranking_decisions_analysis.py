@@ -35,6 +35,8 @@ LABELS = {
     "dna_nsr": "DNA: sum of block noise-to-signal (MSE / teacher power)",
     "predictor": "predictor: ridge on block ratings + log MACs + depth (LOO)",
     "predictor_nsr": "predictor on noise-to-signal block ratings (LOO)",
+    "dna_last_block": "DNA with its last block: label loss, CE rated (+ other blocks' losses)",
+    "predictor_last_block": "predictor with the last block's CE rating (LOO)",
     "stitched": "stitched end to end, BN recalibrated (held-out top-1)",
     "spos": "SPOS supernet, same steps (held-out top-1)",
     "macs": "MACs (= most MACs under the latency budget)",
@@ -207,6 +209,37 @@ def standalone_acc(work: rt.Work, s: Settings, n: int) -> dict[int, list[float]]
     return acc
 
 
+def measured_check(work: rt.Work, s: Settings, p: Any, done: list[int]) -> dict[str, Any] | None:
+    """How the estimated latencies that drew the bands compare with the nets timed whole
+    (``--phase measure``): rank agreement, and how many nets fall in the same band when the
+    bands are redrawn as equal-count thirds of the measured latency."""
+    f = work.path / f"measured_nets-r{s.latency_size}.json"
+    if not f.exists():
+        return None
+    m = json.loads(f.read_text())
+    measured = np.array([float(np.mean(v)) for v in zip(*m["passes_ms"], strict=True)])
+    est = np.array(m["estimated_ms"])
+    a, b = (np.array(v) for v in m["passes_ms"])
+    thirds = np.searchsorted(np.quantile(measured, [1 / 3, 2 / 3]), measured)
+    band = np.array(p.band)
+    return {
+        "spec": m["spec"],
+        "networks": len(measured),
+        "spearman_estimated_vs_measured": spearman(est, measured),
+        "tau_estimated_vs_measured": tau_b(est, measured),
+        "spearman_between_passes": spearman(a, b),
+        "measured_span": [
+            float(measured.min()),
+            float(measured.max()),
+            float(measured.max() / measured.min()),
+        ],  # noqa: E501
+        "median_estimated_over_measured": float(np.median(est / measured)),
+        "same_band_share": float((thirds == band).mean()),
+        "measured_ms": measured.tolist(),
+        "trained_networks_in_check": len(done),
+    }
+
+
 def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
     from dna_zoo.io import atomic_write_json
     from dna_zoo.search.ratings import Ratings
@@ -242,8 +275,18 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
         x_nsr = x.copy()
         x_nsr[:, : block.shape[1]] = nsr
         scores["predictor_nsr"] = loo_predictions(x_nsr, y)
+        lb_file = work.path / "last_block_ratings.json"
+        if lb_file.exists():  # DNA's last block: its label-loss CE replaces its feature MSE
+            lb = json.loads(lb_file.read_text())["ratings"]
+            ce = np.array([lb[p.nets[i][-1].key]["loss"] for i in done])
+            scores["dna_last_block"] = -(block[:, :-1].sum(1) + ce)
+            x_lb = x.copy()
+            x_lb[:, block.shape[1] - 1] = ce
+            scores["predictor_last_block"] = loo_predictions(x_lb, y)
+        else:
+            missing += ["dna_last_block (run --phase last-block)", "predictor_last_block"]
     else:
-        missing += ["dna", "dna_nsr", "predictor", "predictor_nsr"]
+        missing += ["dna", "dna_nsr", "predictor", "predictor_nsr", "dna_last_block", "predictor_last_block"]
     if (work.path / "spos_ratings.json").exists():
         spos = json.loads((work.path / "spos_ratings.json").read_text())
         scores["spos"] = np.array([spos[i]["top1"] for i in done])
@@ -274,7 +317,7 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
                 **{f"score_{k}": float(v[j]) for k, v in scores.items()},
             }
         )
-    lat_info = work.state.get("latency", {})
+    lat_info = {**work.state.get("latency", {}), "measured_check": measured_check(work, s, p, done)}
     result = {
         "bench": "ranking_decisions",
         "settings": {**work.state["settings"]},
@@ -288,7 +331,7 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
         },
         "trained": {"networks": len(done), "planned": len(p.nets), "second_seeds": nf["nets_with_two_seeds"]},
         "band_sizes": [int((band == b).sum()) for b in range(BANDS)],
-        "missing_methods": [*missing, "dna_last_block (DNA's last block with the label loss): not done"],
+        "missing_methods": missing,
         "labels": {k: LABELS[k] for k in scores},
         "figures": figs,
         "noise_floor": nf,
@@ -309,6 +352,8 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
             "pairs": f"pairs whose predicted latencies differ by at most {PAIR_TOLERANCE:.0%}",
             "predictor": "search.strategy.predictor.loo_predictions (nested leave-one-out ridge) on "
             "network_features (block ratings, log MACs, depth) against the same ground truth",
+            "dna_last_block": "search.supernet.last_block: the last block trained with the label loss "
+            "(teacher head copied, trained with it), each candidate's held-out CE replaces its MSE rating",
             "stitched": "search.supernet.stitch.rate_stitched: teacher stem/first stage, the net's block "
             "paths from the DNA supernet, teacher tail/head; student BN re-estimated; no finetune",
         },
@@ -339,11 +384,11 @@ def table_md(r: dict[str, Any]) -> str:
         "",
         f"Latency: {lat['table'].get('source', '?')}, {lat['resolution_px']} px; band edges "
         + ", ".join(f"{e:.3f}" for e in lat["band_edges_ms"])
-        + f" ms; measured nets span {lat['measured_nets_span'][0]:.3f}-{lat['measured_nets_span'][1]:.3f} ms "
-        f"({lat['measured_nets_span'][2]:.2f}x); budgets "
+        + " ms; the trained nets span {:.3f}-{:.3f} ms ({:.2f}x); budgets ".format(*lat["measured_nets_span"])
         + ", ".join(f"{b:.3f}" for b in lat["budgets_ms"])
         + " ms.",
         "",
+        *_measured_line(lat["table"].get("measured_check")),
         "| method | global tau | Spearman | tau band 0 | tau band 1 | tau band 2 | tau within bands (mean) "
         "| partial tau given MACs | pairs within 5% latency | regret b0 | regret b1 | regret b2 "
         "| regret mean |",
@@ -381,6 +426,21 @@ def table_md(r: dict[str, Any]) -> str:
     if r["missing_methods"]:
         lines += ["", "Not measured: " + "; ".join(r["missing_methods"])]
     return "\n".join(lines) + "\n"
+
+
+def _measured_line(m: dict[str, Any] | None) -> list[str]:
+    if not m:
+        return ["The bands' latencies are not checked against whole-network timings (`--phase measure`).", ""]
+    return [
+        f"Check against the {m['networks']} picked nets timed whole ({m['spec']['runtime']}, "
+        f"{m['spec']['threads']} threads, {m['spec']['input_size']} px): Spearman estimated vs measured "
+        f"{m['spearman_estimated_vs_measured']:.3f} (between two timing passes "
+        f"{m['spearman_between_passes']:.3f}); measured span {m['measured_span'][0]:.3f}-"
+        f"{m['measured_span'][1]:.3f} ms ({m['measured_span'][2]:.2f}x); estimate / measured median "
+        f"{m['median_estimated_over_measured']:.2f}; {m['same_band_share']:.0%} of the nets fall in the "
+        "same band when the bands are redrawn as thirds of the measured latency.",
+        "",
+    ]
 
 
 def _d(x: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,8 +148,11 @@ def rate_cell_prefix(
     targets: list[torch.Tensor],
     *,
     first_ops: Sequence[int] | None = None,
-) -> dict[tuple[int, ...], float]:
-    """Raw losses of every path of ``cell`` (first op restricted to ``first_ops``), prefix tree."""
+    score: Callable[[list[torch.Tensor]], Any] | None = None,
+) -> dict[tuple[int, ...], Any]:
+    """Raw losses of every path of ``cell`` (first op restricted to ``first_ops``), prefix tree.
+
+    ``score(outputs)`` replaces the MSE to ``targets`` (e.g. a classifier's loss on labels)."""
     n_ops = len(cell.positions[0])
     out: dict[tuple[int, ...], float] = {}
 
@@ -166,7 +169,7 @@ def rate_cell_prefix(
             held_out = [layer(x) for x in held]
             path = (*prefix, k)
             if level == cell.depth - 1:
-                out[path] = _mse(held_out, targets)
+                out[path] = score(held_out) if score is not None else _mse(held_out, targets)
             else:
                 walk(level + 1, calib_out, held_out, path)
 

@@ -33,7 +33,8 @@ from dna_zoo.search.supernet.model import Supernet
 from dna_zoo.search.supernet.teacher import Teacher
 
 
-def _check_teacher(teacher: Teacher) -> None:
+def check_stitchable(teacher: Teacher) -> None:
+    """Raise unless ``teacher`` has the parts a student block chain can be stitched onto."""
     model = teacher.model
     if not all(hasattr(model, a) for a in ("blocks", "conv_head", "bn2", "forward_head")):
         raise ConfigError(
@@ -58,7 +59,7 @@ class StitchedNet(nn.Module):
 
     def __init__(self, teacher: Teacher, supernet: Supernet, choice: Sequence[Candidate]) -> None:
         super().__init__()
-        _check_teacher(teacher)
+        check_stitchable(teacher)
         space = supernet.space
         if len(choice) != len(space.blocks):
             raise ConfigError(
