@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import random
@@ -59,8 +57,9 @@ BANDS = 3
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Sizes of one run (the work directory is named by a hash of these)."""
+class Settings(rt.Sizes):
+    """Sizes of one run (the work directory is named by a hash of these); the rest as
+    :class:`ranking_tau.Sizes`."""
 
     nets_per_band: int = 14
     second_seed_per_band: int = 4
@@ -68,26 +67,8 @@ class Settings:
     #: "measured" (this CPU's table) or "estimated" (the roofline estimate for this CPU)
     latency_source: str = "estimated"
     train_images: int = 12800
-    val_images: int = 5000
-    test_images: int = 10000
     teacher_images: int = 20000
-    teacher_epochs: int = 2
-    supernet_epochs: int = 2
-    supernet_batch_size: int = 64
-    supernet_max_steps: int | None = None
-    rate_bn_batches: int = 4
-    rate_eval_batches: int = 16
-    rate_batch_size: int = 64
     retrain_epochs: int = 2
-    retrain_batch_size: int = 128
-    retrain_max_steps: int | None = None
-    draws: int = 20000
-    bootstrap: int = 2000
-    seed: int = 0
-
-    def tag(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property
     def nets(self) -> int:

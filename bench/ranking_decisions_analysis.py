@@ -232,7 +232,7 @@ def measured_check(work: rt.Work, s: Settings, p: Any, done: list[int]) -> dict[
             float(measured.min()),
             float(measured.max()),
             float(measured.max() / measured.min()),
-        ],  # noqa: E501
+        ],
         "median_estimated_over_measured": float(np.median(est / measured)),
         "same_band_share": float((thirds == band).mean()),
         "measured_ms": measured.tolist(),

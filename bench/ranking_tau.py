@@ -70,11 +70,10 @@ VAL_START = 55000
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Sizes of one bench run (the work directory is named by a hash of these)."""
+class Sizes:
+    """Data, training and rating sizes shared by the ranking benchmarks (a work directory is
+    named by a hash of all of a run's settings)."""
 
-    nets: int = 15
-    seeds: int = 2
     train_images: int = 20000
     val_images: int = 5000
     test_images: int = 10000
@@ -96,6 +95,14 @@ class Settings:
     def tag(self) -> str:
         text = json.dumps(dataclasses.asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Settings(Sizes):
+    """Sizes of one ``ranking_tau`` run."""
+
+    nets: int = 15
+    seeds: int = 2
 
 
 QUICK = Settings(
