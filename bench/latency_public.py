@@ -56,7 +56,13 @@ MEMORY = ("conv_memory", "elementwise_memory", "fusable_memory")
 CONFIG = {
     "phone-cpu": {"fixed_cost": "scaled", "tied": [("dense", "depthwise", "grouped")], "dropped": MEMORY},
     "server-cpu": {"fixed_cost": "absolute"},
-    "gpu": {"fixed_cost": "scaled", "tied": [KERNELS, MEMORY], "staged": True, "overlap": True},
+    "gpu": {
+        "fixed_cost": "scaled",
+        "tied": [KERNELS, MEMORY],
+        "staged": True,
+        "overlap": True,
+        "by_architecture": True,
+    },
 }
 FIT_CLASSES = tuple(CONFIG)
 

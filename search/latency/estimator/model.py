@@ -97,6 +97,7 @@ class Specs:
     bytes_per_value: int
     fp32_gflops: float
     launch_overhead_us: float | None = None
+    architecture: str | None = None  # GPU architecture (pascal, turing, ...), if the profile names one
 
 
 def device_class(profile: DeviceProfile) -> str:
@@ -117,7 +118,13 @@ def specs_for(profile: DeviceProfile, precision: str) -> Specs:
     fp32 = profile.peak_gflops.get("fp32", peak)
     vector = min(fp32 * (2.0 if precision in ("fp16", "bf16", "int8") else 1.0), peak)
     return Specs(
-        peak, vector, float(profile.memory_bandwidth_gbs), _BYTES[precision], fp32, profile.launch_overhead_us
+        peak,
+        vector,
+        float(profile.memory_bandwidth_gbs),
+        _BYTES[precision],
+        fp32,
+        profile.launch_overhead_us,
+        profile.architecture,
     )
 
 
@@ -134,8 +141,16 @@ class ClassParams:
     note: str = ""
     fit: dict[str, Any] = field(default_factory=dict, hash=False)  # fit.fit_coef options used
     overlap: bool = False  # a kernel costs max(launch, device time), not their sum (GPUs)
+    # per GPU architecture: fixed costs (FIXED_FEATURES) fitted on that architecture's devices, absolute
+    fixed_by_architecture: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
+
+    def own_fixed(self, specs: Specs) -> dict[str, float] | None:
+        """The fixed costs fitted on this device's GPU architecture, if the fit had any."""
+        return self.fixed_by_architecture.get(specs.architecture) if specs.architecture else None
 
     def unit(self, specs: Specs) -> float:
+        if self.own_fixed(specs) is not None:
+            return 1.0
         return self.ref_gflops / specs.fp32_gflops if self.fixed_cost == "scaled" else 1.0
 
     def vector(self) -> np.ndarray:
@@ -151,6 +166,7 @@ class ClassParams:
             "note": self.note,
             "fit": self.fit,
             "overlap": self.overlap,
+            "fixed_by_architecture": self.fixed_by_architecture,
         }
 
     @classmethod
@@ -165,6 +181,7 @@ class ClassParams:
             d.get("note", ""),
             dict(d.get("fit", {})),
             bool(d.get("overlap", False)),
+            {a: {k: float(v) for k, v in c.items()} for a, c in d.get("fixed_by_architecture", {}).items()},
         )
 
 
@@ -244,8 +261,11 @@ def rows_features(
 
 
 def coef_for(params: ClassParams, specs: Specs) -> np.ndarray:
-    """The class's coefficients for this device (its own launch overhead replaces c_conv)."""
+    """The class's coefficients for this device: the fixed costs of its GPU architecture where
+    the fit had that architecture; its own launch overhead (if given) replaces c_conv."""
     coef = params.vector()
+    for f, v in (params.own_fixed(specs) or {}).items():
+        coef[FEATURES.index(f)] = v
     if specs.launch_overhead_us is not None:
         i = FEATURES.index("conv_kernels")
         coef[i] = specs.launch_overhead_us / params.unit(specs)
