@@ -34,13 +34,21 @@ cost of conv kernels. What each class keeps (few parameters each):
   plus a per-inference cost, scaled, fitted on the batch-1 settings alone (where they are
   nearly all of the latency; linear, as max and sum nearly agree there); then, with those
   held, the throughput terms (memory terms tied) on the batched settings by bounded least
-  squares ("staged"). Depthwise convs come out ~13x slower than the roofline; the rest sit at it.
+  squares ("staged"). Depthwise convs come out ~7-10x slower than the roofline; the rest sit at it.
+  Fixed costs by GPU architecture (``fixed_by_architecture``, 2 numbers per architecture): at
+  batch 1 these nets are host / driver bound (~40-60 us per kernel), which no GPU spec
+  predicts: HELP's two Turing cards pay 39 / 45 us per kernel and its three Pascal cards 58-60
+  us, whatever their peak (the RTX 2080 Ti is faster than the Titan RTX, whose peak is 21%
+  higher). A device whose profile names an ``architecture`` the fit has batch-1 data for pays
+  that architecture's fixed costs, absolute (fitted on the other devices of that architecture
+  when it is held out); any other device the class-wide scaled ones.
 - ``jetson-gpu``: no Jetson data to fit on: the GPU coefficients with ABSOLUTE fixed costs (an
-  assumption: a Jetson pays the reference desktop GPU's launch costs; scaling them by fp32
-  peak would extrapolate far outside the desktop range; at batch 16 the TX2 nets are
-  device-bound, so this matters little there). Checked on the TX2: its four nets come out
-  23-32% too fast (see the README table); nothing desktop-fitted says a Jetson's shared LPDDR
-  or clocks run below its data sheet.
+  assumption: a Jetson pays a desktop GPU's launch costs, its architecture's where fitted;
+  scaling them by fp32 peak would extrapolate far outside the desktop range; at batch 16 the
+  TX2 nets are device-bound, so this matters little there). Specs are those of the board's
+  DEFAULT power mode unless a profile names another (the TX2: nvpmodel mode 3, GPU 1.12 GHz,
+  memory clock 1.6 GHz; ``jetson-tx2-maxn`` is mode 0). Checked on the TX2: its four nets come
+  out 16-25% too fast (see the README table).
 - ``server-cpu``: free per-kind efficiencies and fixed costs, absolute.
 
 The model is linear in its coefficients and additive over kernels, so it yields per-layer
