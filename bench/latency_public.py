@@ -55,7 +55,8 @@ MEMORY = ("conv_memory", "elementwise_memory", "fusable_memory")
 #   16.5 -> 13.2%, 1080 Ti 6.4 -> 2.9%, Titan Xp 10.6 -> 1.8%), batched settings 3.2-20.3% (from
 #   6.2-22.6%); the V100 (no other Volta) stays at 32.6%.
 # - Jetson TX2 at its default nvpmodel mode 3 (GPU 1.12 GHz, memory 1.6 GHz; was MAXN's 1.3 /
-#   1.866 GHz) with the Pascal fixed costs: per-net error from -23/-30/-29/-32% to -16/-22/-22/-25%.
+#   1.866 GHz) with the Pascal fixed costs: per-net error from -23/-30/-29/-32% to -16/-22/-22/-25%
+#   (the same fit at the MAXN specs: -27/-32/-33/-36%).
 # - phones: the old free per-kind efficiencies priced grouped convs at 12x dense and ranked HELP's
 #   nets at rho 0.25-0.69; one efficiency for all conv kinds without memory terms ranks them at
 #   0.66-0.81 (MACs 0.68-0.85) with mean |error| 10-25% on every phone but the Galaxy S7 (34%).

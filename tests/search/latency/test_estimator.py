@@ -154,6 +154,11 @@ def test_gpu_fixed_costs_by_architecture_come_from_that_architectures_batch_1_se
     assert v100.architecture == "volta" and gpu.unit(v100) == pytest.approx(gpu.ref_gflops / v100.fp32_gflops)
     assert coef_for(gpu, v100)[i] == gpu.coef["conv_kernels"]
     assert coef_for(gpu, replace(s2080, architecture=None))[i] == gpu.coef["conv_kernels"]
+    # an estimated table records the coefficients the device was priced with
+    spec = resolve_spec("rtx-2080-ti", "torch", precision="fp32")
+    method = estimate_table(None, spec, include_published=False, networks=[resolve_arch("dna_a")]).method
+    assert method["coefficients"]["conv_kernels"] == gpu.fixed_by_architecture["turing"]["conv_kernels"]
+    assert method["fixed_cost"] == "absolute" and method["fixed_cost_unit"] == 1.0
 
 
 def test_overlap_model_charges_the_longer_of_launch_and_device_time():
