@@ -53,6 +53,7 @@ class DeviceProfile:
     source: str = ""
     notes: str = ""
     estimator_class: str | None = None  # phone-cpu | server-cpu | gpu | jetson-gpu (default: by kind)
+    architecture: str | None = None  # GPU architecture (pascal, turing, ...): the estimator's fixed costs
 
     def check_runtime(self, runtime: str, precision: str) -> None:
         """Raise a clear error if this device does not run ``runtime`` at ``precision``."""
@@ -85,6 +86,7 @@ class DeviceProfile:
             "launch_overhead_us": self.launch_overhead_us,
             "source": self.source,
             "class": self.estimator_class,
+            "architecture": self.architecture,
         }
 
 
@@ -124,6 +126,7 @@ def _load_profiles() -> dict[str, DeviceProfile]:
             source=d.get("source", ""),
             notes=d.get("notes", ""),
             estimator_class=d.get("class"),
+            architecture=d.get("architecture"),
         )
     return out
 
@@ -206,6 +209,7 @@ def get_device(name: str) -> DeviceProfile:
 _user_profiles: dict[str, DeviceProfile] = {}
 KINDS = ("cpu", "gpu", "soc")
 ESTIMATOR_CLASSES = ("phone-cpu", "server-cpu", "gpu", "jetson-gpu")
+GPU_ARCHITECTURES = ("maxwell", "pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell")
 DEVICE_FILE_FIELDS = {
     "name": "device name (lower case, no spaces), e.g. 'my-board'",
     "kind": "cpu | gpu | soc (an SoC with an integrated GPU, e.g. a Jetson)",
@@ -240,7 +244,8 @@ def load_device_file(path: str | os.PathLike[str]) -> DeviceProfile:
 
     Required: ``name``, ``kind`` (cpu | gpu | soc), ``peak_gflops`` ({precision: GFLOP/s}),
     ``memory_bandwidth_gbs``, ``runtimes``, ``source``. Optional: ``title``, ``aliases``,
-    ``launch_overhead_us`` (per-kernel dispatch cost, replaces the fitted one), ``class``
+    ``launch_overhead_us`` (per-kernel dispatch cost, replaces the fitted one), ``architecture``
+    (GPU architecture, e.g. ``turing``: the fixed costs fitted on that architecture), ``class``
     (estimator class: phone-cpu | server-cpu | gpu | jetson-gpu; default by kind), ``precisions``
     ({runtime: [precision, ...]}; default: every precision of ``peak_gflops`` for each runtime),
     ``threads``.
@@ -289,6 +294,9 @@ def load_device_file(path: str | os.PathLike[str]) -> DeviceProfile:
     cls = d.get("class")
     if cls is not None and cls not in ESTIMATOR_CLASSES:
         raise _bad(p, "class", f"must be one of {', '.join(ESTIMATOR_CLASSES)}, got {cls!r}")
+    arch = d.get("architecture")
+    if arch is not None and arch not in GPU_ARCHITECTURES:
+        raise _bad(p, "architecture", f"must be one of {', '.join(GPU_ARCHITECTURES)}, got {arch!r}")
     threads = d.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise _bad(p, "threads", f"must be a positive integer, got {threads!r}")
@@ -308,6 +316,7 @@ def load_device_file(path: str | os.PathLike[str]) -> DeviceProfile:
         source=d["source"],
         notes=str(d.get("notes", "")),
         estimator_class=cls,
+        architecture=arch,
     )
 
 

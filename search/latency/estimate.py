@@ -235,8 +235,9 @@ def _v2_entries(
     method = {
         "kind": "calibrated-roofline-v2",
         "device_class": params.device_class,
-        "coefficients": params.to_dict()["coef"],
-        "fixed_cost": params.fixed_cost,
+        "coefficients": dict(zip(FEATURES, map(float, coef), strict=True)),  # this device's (architecture)
+        "fixed_cost": "absolute" if params.own_fixed(specs) is not None else params.fixed_cost,
+        "fixed_cost_unit": unit,
         "overlap": params.overlap,
         "peak_gflops": specs.peak_gflops,
         "vector_gflops": specs.vector_gflops,

@@ -54,7 +54,9 @@ class SettingData:
         return features_from_sums(self.sums, self.specs, batch=self.setting.batch, unit=unit)
 
     def times(self, fixed_cost: str, ref_gflops: float) -> KernelTimes:
-        unit = self.unit(fixed_cost, ref_gflops)
+        return self.times_at(self.unit(fixed_cost, ref_gflops))
+
+    def times_at(self, unit: float) -> KernelTimes:
         return kernel_times(self.kern, self.specs, batch=self.setting.batch, unit=unit)
 
     def overlap_ms(self, times: KernelTimes, coef: np.ndarray) -> np.ndarray:
@@ -117,9 +119,12 @@ def _solve_overlap(
     fixed_cost: str,
     ref_gflops: float,
     tied: Sequence[Sequence[str]],
+    by_architecture: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Like :func:`_solve` for the overlap model (kernel = max(launch, device time)), which is
-    not linear in the throughput coefficients: bounded least squares on log latency ratios."""
+    not linear in the throughput coefficients: bounded least squares on log latency ratios.
+    ``by_architecture``: fixed costs (absolute) per GPU architecture, held for the rows of a
+    device of that architecture instead of ``held``'s (scaled or absolute) ones."""
     from scipy.optimize import least_squares
 
     coef = held.copy()
@@ -127,24 +132,35 @@ def _solve_overlap(
         return coef
     groups = _groups(free, tied)
     lo = np.array([_floor(FEATURES[g[0]]) for g in groups])
-    times = [sd.times(fixed_cost, ref_gflops) for sd in rows]
-
-    def with_theta(log_theta: np.ndarray) -> np.ndarray:
+    own = by_architecture or {}
+    fixed = [FEATURES.index(f) for f in FIXED_FEATURES]
+    row_held, times = [], []
+    for sd in rows:
         c = coef.copy()
+        if sd.specs.architecture in own:
+            c[fixed] = own[sd.specs.architecture][fixed]
+            times.append(sd.times_at(1.0))
+        else:
+            times.append(sd.times(fixed_cost, ref_gflops))
+        row_held.append(c)
+
+    def with_theta(base: np.ndarray, log_theta: np.ndarray) -> np.ndarray:
+        c = base.copy()
         for g, v in zip(groups, np.exp(log_theta), strict=True):
             c[g] = v
         return c
 
     def residuals(log_theta: np.ndarray) -> np.ndarray:
-        c = with_theta(log_theta)
-        pairs = zip(rows, times, strict=True)
-        return np.concatenate([np.log(sd.overlap_ms(t, c) / sd.y) / np.sqrt(len(sd.y)) for sd, t in pairs])
+        out = []
+        for sd, t, h in zip(rows, times, row_held, strict=True):
+            out.append(np.log(sd.overlap_ms(t, with_theta(h, log_theta)) / sd.y) / np.sqrt(len(sd.y)))
+        return np.concatenate(out)
 
     # in log space (log ratio residuals, log coefficients): the max() makes the problem badly
     # scaled in the plain coefficients
     lower = np.log(np.maximum(lo, 1e-6))
     fit = least_squares(residuals, np.maximum(lower, 0.0), bounds=(lower, np.log(lo + 1e3)))
-    return with_theta(fit.x)
+    return with_theta(coef, fit.x)
 
 
 def _solve(
@@ -195,6 +211,7 @@ def fit_coef(
     dropped: Sequence[str] = (),
     staged: bool = False,
     overlap: bool = False,
+    by_architecture: bool = False,
 ) -> np.ndarray:
     """Non-negative coefficients minimising the settings' relative squared error.
 
@@ -206,9 +223,14 @@ def fit_coef(
     ``overlap`` (needs ``staged``): the batched settings are fitted with the overlap model, a
     kernel costing max(launch, device time); the batch-1 fixed costs stay linear (there a
     kernel's device time is far below its launch cost, so max and sum nearly agree).
+    ``by_architecture`` (needs ``overlap``): a device whose GPU architecture has batch-1 settings
+    pays that architecture's fixed costs (:func:`fixed_by_architecture`) in the throughput fit;
+    the returned fixed costs stay the class-wide ones (for architectures without data).
     """
     if overlap and not staged:
         raise ValueError("the overlap model is fitted staged (fixed costs from batch 1)")
+    if by_architecture and not overlap:
+        raise ValueError("fixed costs by architecture are fitted with the overlap model")
     keep = [f for f in FEATURES if f not in dropped]
     floors = np.array([_floor(f) if f in keep else 0.0 for f in FEATURES])
     kw = {"fixed_cost": fixed_cost, "ref_gflops": ref_gflops, "tied": tied}
@@ -219,7 +241,26 @@ def fit_coef(
     single = [sd for sd in rows if sd.setting.batch == 1]
     batched = [sd for sd in rows if sd.setting.batch > 1]
     coef = _solve(single, fixed, floors, **kw)
+    if by_architecture:
+        own = fixed_by_architecture(rows, tied=tied, dropped=dropped)
+        return _solve_overlap(batched, rest, coef, **kw, by_architecture=own)
     return (_solve_overlap if overlap else _solve)(batched, rest, coef, **kw)
+
+
+def fixed_by_architecture(
+    rows: Sequence[SettingData], *, tied: Sequence[Sequence[str]] = (), dropped: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """Per GPU architecture with batch-1 settings: the fixed costs (per kernel, per inference,
+    absolute: not scaled by peak) fitted on that architecture's batch-1 settings alone, the
+    throughput terms held at the roofline (full coefficient vectors; only the fixed ones differ)."""
+    floors = np.array([_floor(f) if f not in dropped else 0.0 for f in FEATURES])
+    fixed = [f for f in FIXED_FEATURES if f not in dropped]
+    archs = sorted({sd.specs.architecture for sd in rows if sd.specs.architecture and sd.setting.batch == 1})
+    out = {}
+    for a in archs:
+        single = [sd for sd in rows if sd.specs.architecture == a and sd.setting.batch == 1]
+        out[a] = _solve(single, fixed, floors, fixed_cost="absolute", ref_gflops=1.0, tied=tied)
+    return out
 
 
 def make_params(
@@ -233,6 +274,7 @@ def make_params(
     dropped: Sequence[str] = (),
     staged: bool = False,
     overlap: bool = False,
+    by_architecture: bool = False,
 ) -> ClassParams:
     coef = fit_coef(
         rows,
@@ -242,7 +284,9 @@ def make_params(
         dropped=dropped,
         staged=staged,
         overlap=overlap,
+        by_architecture=by_architecture,
     )
+    own = fixed_by_architecture(rows, tied=tied, dropped=dropped) if by_architecture else {}
     devices = sorted({sd.profile.name for sd in rows})
     return ClassParams(
         name,
@@ -251,15 +295,26 @@ def make_params(
         ref_gflops,
         tuple(devices),
         note=note,
-        fit={"tied": [list(g) for g in tied], "dropped": list(dropped), "staged": staged, "overlap": overlap},
+        fit={
+            "tied": [list(g) for g in tied],
+            "dropped": list(dropped),
+            "staged": staged,
+            "overlap": overlap,
+            "by_architecture": by_architecture,
+        },
         overlap=overlap,
+        fixed_by_architecture={
+            a: {f: float(c[FEATURES.index(f)]) for f in FIXED_FEATURES} for a, c in own.items()
+        },
     )
 
 
 def predict(sd: SettingData, params: ClassParams) -> np.ndarray:
+    unit = params.unit(sd.specs)
     if params.overlap:
-        return sd.overlap_ms(sd.times(params.fixed_cost, params.ref_gflops), coef_for(params, sd.specs))
-    return sd.x(params.fixed_cost, params.ref_gflops) @ coef_for(params, sd.specs)
+        return sd.overlap_ms(sd.times_at(unit), coef_for(params, sd.specs))
+    x = features_from_sums(sd.sums, sd.specs, batch=sd.setting.batch, unit=unit)
+    return x @ coef_for(params, sd.specs)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -303,6 +358,7 @@ def leave_one_device_out(
     dropped: Sequence[str] = (),
     staged: bool = False,
     overlap: bool = False,
+    by_architecture: bool = False,
 ) -> dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]]:
     """Per device: fit on every other device of the class (not sharing its chip), predict it."""
     out: dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]] = {}
@@ -318,6 +374,7 @@ def leave_one_device_out(
             dropped=dropped,
             staged=staged,
             overlap=overlap,
+            by_architecture=by_architecture,
         )
         out[dev] = [(sd, predict(sd, params), params) for sd in rows if sd.profile.name == dev]
     return out

@@ -34,13 +34,21 @@ cost of conv kernels. What each class keeps (few parameters each):
   plus a per-inference cost, scaled, fitted on the batch-1 settings alone (where they are
   nearly all of the latency; linear, as max and sum nearly agree there); then, with those
   held, the throughput terms (memory terms tied) on the batched settings by bounded least
-  squares ("staged"). Depthwise convs come out ~13x slower than the roofline; the rest sit at it.
+  squares ("staged"). Depthwise convs come out ~7-10x slower than the roofline; the rest sit at it.
+  Fixed costs by GPU architecture (``fixed_by_architecture``, 2 numbers per architecture): at
+  batch 1 these nets are host / driver bound (~40-60 us per kernel), which no GPU spec
+  predicts: HELP's two Turing cards pay 39 / 45 us per kernel and its three Pascal cards 58-60
+  us, whatever their peak (the RTX 2080 Ti is faster than the Titan RTX, whose peak is 21%
+  higher). A device whose profile names an ``architecture`` the fit has batch-1 data for pays
+  that architecture's fixed costs, absolute (fitted on the other devices of that architecture
+  when it is held out); any other device the class-wide scaled ones.
 - ``jetson-gpu``: no Jetson data to fit on: the GPU coefficients with ABSOLUTE fixed costs (an
-  assumption: a Jetson pays the reference desktop GPU's launch costs; scaling them by fp32
-  peak would extrapolate far outside the desktop range; at batch 16 the TX2 nets are
-  device-bound, so this matters little there). Checked on the TX2: its four nets come out
-  23-32% too fast (see the README table); nothing desktop-fitted says a Jetson's shared LPDDR
-  or clocks run below its data sheet.
+  assumption: a Jetson pays a desktop GPU's launch costs, its architecture's where fitted;
+  scaling them by fp32 peak would extrapolate far outside the desktop range; at batch 16 the
+  TX2 nets are device-bound, so this matters little there). Specs are those of the board's
+  DEFAULT power mode unless a profile names another (the TX2: nvpmodel mode 3, GPU 1.12 GHz,
+  memory clock 1.6 GHz; ``jetson-tx2-maxn`` is mode 0). Checked on the TX2: its four nets come
+  out 16-25% too fast (see the README table).
 - ``server-cpu``: free per-kind efficiencies and fixed costs, absolute.
 
 The model is linear in its coefficients and additive over kernels, so it yields per-layer
@@ -97,6 +105,7 @@ class Specs:
     bytes_per_value: int
     fp32_gflops: float
     launch_overhead_us: float | None = None
+    architecture: str | None = None  # GPU architecture (pascal, turing, ...), if the profile names one
 
 
 def device_class(profile: DeviceProfile) -> str:
@@ -117,7 +126,13 @@ def specs_for(profile: DeviceProfile, precision: str) -> Specs:
     fp32 = profile.peak_gflops.get("fp32", peak)
     vector = min(fp32 * (2.0 if precision in ("fp16", "bf16", "int8") else 1.0), peak)
     return Specs(
-        peak, vector, float(profile.memory_bandwidth_gbs), _BYTES[precision], fp32, profile.launch_overhead_us
+        peak,
+        vector,
+        float(profile.memory_bandwidth_gbs),
+        _BYTES[precision],
+        fp32,
+        profile.launch_overhead_us,
+        profile.architecture,
     )
 
 
@@ -134,8 +149,16 @@ class ClassParams:
     note: str = ""
     fit: dict[str, Any] = field(default_factory=dict, hash=False)  # fit.fit_coef options used
     overlap: bool = False  # a kernel costs max(launch, device time), not their sum (GPUs)
+    # per GPU architecture: fixed costs (FIXED_FEATURES) fitted on that architecture's devices, absolute
+    fixed_by_architecture: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
+
+    def own_fixed(self, specs: Specs) -> dict[str, float] | None:
+        """The fixed costs fitted on this device's GPU architecture, if the fit had any."""
+        return self.fixed_by_architecture.get(specs.architecture) if specs.architecture else None
 
     def unit(self, specs: Specs) -> float:
+        if self.own_fixed(specs) is not None:
+            return 1.0
         return self.ref_gflops / specs.fp32_gflops if self.fixed_cost == "scaled" else 1.0
 
     def vector(self) -> np.ndarray:
@@ -151,6 +174,7 @@ class ClassParams:
             "note": self.note,
             "fit": self.fit,
             "overlap": self.overlap,
+            "fixed_by_architecture": self.fixed_by_architecture,
         }
 
     @classmethod
@@ -165,6 +189,7 @@ class ClassParams:
             d.get("note", ""),
             dict(d.get("fit", {})),
             bool(d.get("overlap", False)),
+            {a: {k: float(v) for k, v in c.items()} for a, c in d.get("fixed_by_architecture", {}).items()},
         )
 
 
@@ -244,8 +269,11 @@ def rows_features(
 
 
 def coef_for(params: ClassParams, specs: Specs) -> np.ndarray:
-    """The class's coefficients for this device (its own launch overhead replaces c_conv)."""
+    """The class's coefficients for this device: the fixed costs of its GPU architecture where
+    the fit had that architecture; its own launch overhead (if given) replaces c_conv."""
     coef = params.vector()
+    for f, v in (params.own_fixed(specs) or {}).items():
+        coef[FEATURES.index(f)] = v
     if specs.launch_overhead_us is not None:
         i = FEATURES.index("conv_kernels")
         coef[i] = specs.launch_overhead_us / params.unit(specs)

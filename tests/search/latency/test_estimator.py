@@ -75,11 +75,17 @@ def test_shipped_params_are_what_the_fit_gives(cls):
 
     shipped = shipped_params().get(cls)
     fit = shipped.fit
-    assert set(fit) == {"tied", "dropped", "staged", "overlap"} and fit["overlap"] == shipped.overlap
+    assert set(fit) == {"tied", "dropped", "staged", "overlap", "by_architecture"}
+    assert fit["overlap"] == shipped.overlap
     refit = make_params(
         cls, _class_rows(cls), fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops, **fit
     )
     np.testing.assert_allclose(refit.vector(), shipped.vector(), rtol=1e-6, atol=1e-9)
+    assert set(refit.fixed_by_architecture) == set(shipped.fixed_by_architecture)
+    for arch, fixed in shipped.fixed_by_architecture.items():
+        np.testing.assert_allclose(
+            [refit.fixed_by_architecture[arch][f] for f in fixed], list(fixed.values()), rtol=1e-6
+        )
     for group in fit["tied"]:  # tied features share one coefficient
         assert len({shipped.coef[f] for f in group}) == 1
     assert all(shipped.coef[f] == 0 for f in fit["dropped"])
@@ -114,6 +120,47 @@ def test_staged_fit_takes_fixed_costs_from_batch_1_and_throughput_from_batched_s
         fit_coef(rows, **{**kw, "staged": False}, overlap=True)
 
 
+def test_gpu_fixed_costs_by_architecture_come_from_that_architectures_batch_1_settings():
+    """Batch-1 latency on these GPUs is host / driver bound: the Turing cards pay less per kernel
+    than the Pascal ones, whatever their peak; a device of a fitted architecture pays its
+    architecture's (absolute) fixed costs, any other the class-wide (scaled) ones."""
+    from dataclasses import replace
+
+    from dna_zoo.search.latency.estimator.fit import fixed_by_architecture
+    from dna_zoo.search.latency.estimator.model import FEATURES, coef_for, specs_for
+
+    gpu = shipped_params().get("gpu")
+    assert gpu.fit["by_architecture"] and set(gpu.fixed_by_architecture) == {"pascal", "turing"}
+    assert (
+        gpu.fixed_by_architecture["turing"]["conv_kernels"]
+        < gpu.fixed_by_architecture["pascal"]["conv_kernels"]
+    )
+    rows = _class_rows("gpu")
+    turing = [sd for sd in rows if sd.specs.architecture == "turing"]
+    assert {sd.profile.name for sd in turing} == {"rtx-2080-ti", "titan-rtx"}
+    # the architecture's costs depend on its own batch-1 settings only
+    i = FEATURES.index("conv_kernels")
+    only_turing_b1 = [sd for sd in turing if sd.setting.batch == 1]
+    assert fixed_by_architecture(only_turing_b1, tied=gpu.fit["tied"])["turing"][i] == pytest.approx(
+        gpu.fixed_by_architecture["turing"]["conv_kernels"]
+    )
+    s2080 = specs_for(get_device("rtx-2080-ti"), "fp32")
+    assert (
+        gpu.unit(s2080) == 1.0
+        and coef_for(gpu, s2080)[i] == gpu.fixed_by_architecture["turing"]["conv_kernels"]
+    )
+    # an architecture the fit has no batch-1 data for (Volta: the V100 is batch 64 only) falls back
+    v100 = specs_for(get_device("v100"), "fp32")
+    assert v100.architecture == "volta" and gpu.unit(v100) == pytest.approx(gpu.ref_gflops / v100.fp32_gflops)
+    assert coef_for(gpu, v100)[i] == gpu.coef["conv_kernels"]
+    assert coef_for(gpu, replace(s2080, architecture=None))[i] == gpu.coef["conv_kernels"]
+    # an estimated table records the coefficients the device was priced with
+    spec = resolve_spec("rtx-2080-ti", "torch", precision="fp32")
+    method = estimate_table(None, spec, include_published=False, networks=[resolve_arch("dna_a")]).method
+    assert method["coefficients"]["conv_kernels"] == gpu.fixed_by_architecture["turing"]["conv_kernels"]
+    assert method["fixed_cost"] == "absolute" and method["fixed_cost_unit"] == 1.0
+
+
 def test_overlap_model_charges_the_longer_of_launch_and_device_time():
     """Per kernel: the sum of launch and device time is the linear model; overlap takes the max."""
     from dataclasses import replace
@@ -126,7 +173,8 @@ def test_overlap_model_charges_the_longer_of_launch_and_device_time():
     ks = kernels(public_data().networks[ofa.nets[-1]].rows)
     gpu = shipped_params().get("gpu")
     assert gpu.overlap
-    specs = specs_for(get_device("gtx-1080-ti"), "fp32")
+    # the class-wide fixed costs (not the Pascal ones), so the coefficient vectors here apply as they are
+    specs = replace(specs_for(get_device("gtx-1080-ti"), "fp32"), architecture=None)
     additive = replace(gpu, overlap=False)
     launch_only = replace(
         additive, coef={**dict.fromkeys(gpu.coef, 0.0), **{f: gpu.coef[f] for f in FIXED_FEATURES}}
@@ -150,7 +198,18 @@ def test_jetson_class_is_the_gpu_fit_with_absolute_fixed_costs():
     gpu, jetson = params.get("gpu"), params.get("jetson-gpu")
     np.testing.assert_array_equal(gpu.vector(), jetson.vector())
     assert gpu.fixed_cost == "scaled" and jetson.fixed_cost == "absolute" and gpu.overlap and jetson.overlap
+    assert jetson.fixed_by_architecture == gpu.fixed_by_architecture
     assert "jetson-tx2" not in gpu.fitted_on and "TX2" in jetson.held_out["method"]
+
+
+def test_tx2_profile_is_its_default_power_mode_and_maxn_is_its_own_profile():
+    """OFA does not say which nvpmodel mode its TX2 ran: the default (mode 3) is assumed."""
+    default, maxn = get_device("tx2"), get_device("jetson-tx2-maxn")
+    assert default.name == "jetson-tx2" and "PM_CONFIG DEFAULT=3" in default.source
+    assert default.peak_gflops["fp32"] == pytest.approx(256 * 2 * 1.12, abs=0.1)  # GPU capped at 1120 MHz
+    assert default.memory_bandwidth_gbs == pytest.approx(128 / 8 * 2 * 1.6)  # EMC capped at 1600 MHz
+    assert maxn.peak_gflops["fp32"] == pytest.approx(256 * 2 * 1.3) and maxn.memory_bandwidth_gbs > 59
+    assert default.architecture == maxn.architecture == "pascal" and not maxn.board_match
 
 
 def test_unsupported_ops_are_named():
@@ -212,6 +271,7 @@ def test_device_file_gives_a_calibrated_estimate(tmp_path):
         ({"runtimes": ["tensorflow"]}, "runtimes"),
         ({"launch_overhead_us": -1}, "launch_overhead_us"),
         ({"class": "tpu"}, "class"),
+        ({"architecture": "fermi2"}, "architecture"),
     ],
 )
 def test_bad_device_file_names_the_field(tmp_path, changes, field):
