@@ -171,6 +171,12 @@ def rate(
     eval_batches: int = typer.Option(8, "--eval-batches", help="Held-out batches the loss is measured on."),
     normalization: str = typer.Option("teacher_var", "--normalization", help="teacher_var or none."),
     method: str = typer.Option("prefix", "--method", help="prefix (shared prefixes) or naive."),
+    last_block: str = typer.Option(
+        "mse",
+        "--last-block",
+        help="mse (like every block) or label (DNA's way: the last block trained with the label loss "
+        "through the teacher's head, rated by held-out cross-entropy; costs one more training of it).",
+    ),
     data: str | None = typer.Option(
         None, "--data", help="Other data than the run's ('builtin' or a folder)."
     ),
@@ -187,6 +193,7 @@ def rate(
         eval_batches=eval_batches,
         normalization=normalization,
         method=method,
+        last_block=last_block,
     )
     ratings = rate_run(
         run_dir, out=out, config=cfg, data=data, device=device, progress=reporter(quiet or json_out)

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("teacher_var", "none")
 METHODS = ("prefix", "naive")
+#: how the last block is rated: its feature MSE like every block, or DNA's way (trained with
+#: the label loss through the teacher's head, rated by held-out cross-entropy:
+#: :mod:`~dna_zoo.search.supernet.last_block`)
+LAST_BLOCK = ("mse", "label")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class RateConfig:
     method: str = "prefix"
     seed: int = 0
     channels_last: bool = True
+    last_block: str = "mse"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "bn_batches", "eval_batches"):
@@ -78,6 +83,10 @@ class RateConfig:
             raise ConfigError(
                 f"unknown normalization '{self.normalization}'",
                 hint=f"use one of {', '.join(NORMALIZATIONS)}",
+            )
+        if self.last_block not in LAST_BLOCK:
+            raise ConfigError(
+                f"unknown last-block rating '{self.last_block}'", hint=f"use one of {', '.join(LAST_BLOCK)}"
             )
         if self.method not in METHODS:
             raise ConfigError(
@@ -293,6 +302,37 @@ def rate_supernet(
     return losses, facts
 
 
+def _rate_last_block_by_label(
+    teacher: Teacher,
+    space: SearchSpace,
+    train_src: DataSource,
+    held_src: DataSource,
+    opts: dict[str, Any],
+    config: RateConfig,
+    losses: dict[str, float],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The last block's losses replaced by DNA's label-loss rating (held-out cross-entropy),
+    trained for the run's epochs and batch size on its training data. Every rank computes
+    the same (seeded) result."""
+    from dna_zoo.search.supernet.last_block import LastBlockConfig, rate_last_block, train_last_block
+
+    cfg = LastBlockConfig(
+        epochs=int(opts.get("epochs", 1)),
+        batch_size=int(opts.get("batch_size", 64)),
+        max_steps=opts.get("max_steps"),
+        bn_batches=config.bn_batches,
+        eval_batches=config.eval_batches,
+        seed=config.seed,
+        channels_last=config.channels_last,
+    )
+    net, facts = train_last_block(teacher, space, train_src, cfg)
+    rated = rate_last_block(net, teacher, train_src, held_src, cfg)
+    out = dict(losses)
+    out.update({k: v["loss"] for k, v in rated.items()})
+    top1 = [v["top1"] for v in rated.values()]
+    return out, {**facts, "config": asdict(cfg), "top1_range": [min(top1), max(top1)]}
+
+
 def rate_run(
     run_dir: str | Path,
     *,
@@ -335,6 +375,11 @@ def rate_run(
         raise ConfigError(f"--out {out_path} is a folder", hint="give a file name such as ratings.json")
     rdata = prepare_data(teacher, calib_src, held_src, config, device=world.device)
     losses, facts = rate_supernet(supernet, rdata, config, world=world, progress=progress)
+    if config.last_block == "label":
+        train_src = open_dataset(data_spec, split="train", limit=opts.get("limit"), **common)
+        losses, facts["last_block_label"] = _rate_last_block_by_label(
+            teacher, rd.space(), train_src, held_src, opts, config, losses
+        )
     ratings = Ratings(
         space=rd.space(),
         losses=losses,

@@ -116,12 +116,32 @@ def test_rate_run_writes_a_ratings_file_and_cli(run, tmp_path):
     assert best.block == 1 and best.depth in (1, 2)
     # bad input: one line, exit 1, the existing ratings file untouched
     before = out.read_bytes()
-    for args in (["--normalization", "zscore"], ["--method", "fast"], ["--data", str(tmp_path / "none")]):
+    bad = (["--normalization", "zscore"], ["--method", "fast"], ["--last-block", "top1"])
+    for args in (*bad, ["--data", str(tmp_path / "none")]):
         res = CliRunner().invoke(app, ["supernet", "rate", str(run), "--out", str(out), *args])
         assert res.exit_code == 1 and res.output.startswith("error: ") and res.output.count("\n") == 1, args
     res = CliRunner().invoke(app, ["supernet", "rate", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 1 and "not a supernet run directory" in res.output
     assert out.read_bytes() == before
+
+
+def test_last_block_rated_by_label(run, tmp_path):
+    """DNA's last-block treatment: only the last block's losses change, to a held-out CE."""
+    cfg = RateConfig(batch_size=16, bn_batches=2, eval_batches=2)
+    plain = rate_run(run, out=tmp_path / "mse.json", config=cfg)
+    label = rate_run(
+        run, out=tmp_path / "label.json", config=RateConfig(**{**cfg.__dict__, "last_block": "label"})
+    )
+    last = len(small_space().blocks) - 1
+    for b in range(last + 1):
+        same = [plain.loss(c) == label.loss(c) for c, _ in plain.block(b)]
+        assert all(same) if b < last else not any(same), b
+    ce = [loss for _, loss in label.block(last)]
+    assert min(ce) > 0 and len(set(ce)) > len(ce) // 2
+    facts = Ratings.load(tmp_path / "label.json").meta
+    assert facts["last_block"] == "label" and facts["last_block_label"]["steps"] == 4
+    lo, hi = facts["last_block_label"]["top1_range"]
+    assert 0.0 <= lo <= hi <= 100.0
 
 
 @pytest.mark.slow
