@@ -68,7 +68,7 @@ class Settings(rt.Sizes):
     latency_source: str = "estimated"
     train_images: int = 12800
     teacher_images: int = 20000
-    retrain_epochs: int = 2
+    retrain_epochs: int = 4
 
     @property
     def nets(self) -> int:
