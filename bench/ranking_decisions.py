@@ -69,6 +69,8 @@ class Settings(rt.Sizes):
     train_images: int = 12800
     teacher_images: int = 20000
     retrain_epochs: int = 4
+    #: batches of the stitched nets' distillation finetune (the "stitched_ft" method)
+    stitch_finetune_steps: int = 100
 
     @property
     def nets(self) -> int:
@@ -287,35 +289,37 @@ def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> 
 
 
 def phase_rate(work: rt.Work, s: Settings) -> None:
-    """The per-network ratings that need the trained supernet: stitched end to end (cached)."""
+    """The per-network ratings that need the trained supernet: stitched end to end, without
+    and with a short distillation finetune (cached)."""
     from dna_zoo.io import atomic_write_json
     from dna_zoo.search.supernet.stitch import rate_stitched
     from dna_zoo.search.supernet.train import load_supernet, teacher_of_run
 
     _, data, _, p = prepare(work, s)
-    out = work.path / "stitched_ratings.json"
-    if out.exists():
-        log.info("stitched ratings cached in %s", out)
-        return
     sdir = work.path / "dna_supernet"
     if not (work.path / "dna_ratings.json").exists():
         raise SystemExit("the DNA supernet is not trained yet: run the train phase first")
-    t0 = rt.Clock()
     teacher = teacher_of_run(sdir)
     supernet, _ = load_supernet(sdir, teacher)
-    rows = rate_stitched(
-        teacher,
-        supernet,
-        p.nets,
-        data.train,
-        data.val,
-        bn_batches=s.rate_bn_batches,
-        batch_size=s.rate_batch_size,
-        seed=s.seed,
-    )
-    atomic_write_json(out, rows)
-    work.add_time("stitched_rating", *t0.spent())
-    log.info("stitched ratings of %d networks written to %s", len(rows), out)
+    for name, steps in (("stitched", 0), ("stitched_ft", s.stitch_finetune_steps)):
+        out = work.path / f"{name}_ratings.json"
+        if out.exists() or (name == "stitched_ft" and not steps):
+            continue
+        t0 = rt.Clock()
+        rows = rate_stitched(
+            teacher,
+            supernet,
+            p.nets,
+            data.train,
+            data.val,
+            bn_batches=s.rate_bn_batches,
+            batch_size=s.rate_batch_size,
+            seed=s.seed,
+            finetune_steps=steps,
+        )
+        atomic_write_json(out, rows)
+        work.add_time(f"{name}_rating", *t0.spent())
+        log.info("%s ratings of %d networks written to %s", name, len(rows), out)
 
 
 def phase_last_block(work: rt.Work, s: Settings) -> None:

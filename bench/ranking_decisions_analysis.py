@@ -38,6 +38,7 @@ LABELS = {
     "dna_last_block": "DNA with its last block: label loss, CE rated (+ other blocks' losses)",
     "predictor_last_block": "predictor with the last block's CE rating (LOO)",
     "stitched": "stitched end to end, BN recalibrated (held-out top-1)",
+    "stitched_ft": "stitched + short distillation finetune (held-out top-1)",
     "spos": "SPOS supernet, same steps (held-out top-1)",
     "macs": "MACs (= most MACs under the latency budget)",
     "params": "params",
@@ -297,6 +298,11 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
         scores["stitched"] = np.array([st[i]["top1"] for i in done])
     else:
         missing.append("stitched (run --phase rate)")
+    if (work.path / "stitched_ft_ratings.json").exists():
+        st = json.loads((work.path / "stitched_ft_ratings.json").read_text())
+        scores["stitched_ft"] = np.array([st[i]["top1"] for i in done])
+    else:
+        missing.append("stitched_ft (run --phase rate)")
     budgets = [math.sqrt(p.edges[b] * p.edges[b + 1]) for b in range(BANDS)]
     scores = {k: scores[k] for k in LABELS if k in scores}
     figs = bootstrap(scores, y, lat, band, macs, budgets, resamples=s.bootstrap, seed=s.seed)
@@ -354,6 +360,8 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
             "network_features (block ratings, log MACs, depth) against the same ground truth",
             "dna_last_block": "search.supernet.last_block: the last block trained with the label loss "
             "(teacher head copied, trained with it), each candidate's held-out CE replaces its MSE rating",
+            "stitched_ft": f"rate_stitched(finetune_steps={s.stitch_finetune_steps}): the net's own layers "
+            "distilled to the teacher's logits (KL) on that many training batches, then rated as stitched",
             "stitched": "search.supernet.stitch.rate_stitched: teacher stem/first stage, the net's block "
             "paths from the DNA supernet, teacher tail/head; student BN re-estimated; no finetune",
         },

@@ -72,6 +72,27 @@ def test_rate_stitched_is_repeatable_and_leaves_the_supernet_alone(trained):
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN stats of the supernet untouched
 
 
+def test_distillation_finetune_changes_the_rating_repeatably(trained):
+    teacher, supernet = trained
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
+    flags = [p.requires_grad for p in teacher.model.parameters()]
+    calib = open_dataset("builtin", split="train", limit=64)
+    held = open_dataset("builtin", split="val", limit=100)
+    nets = _nets(2)
+    kw = {"bn_batches": 2, "batch_size": 16, "eval_batch_size": 50}
+    plain = rate_stitched(teacher, supernet, nets, calib, held, **kw)
+    a = rate_stitched(teacher, supernet, nets, calib, held, finetune_steps=6, finetune_lr=3e-3, **kw)
+    b = rate_stitched(teacher, supernet, nets, calib, held, finetune_steps=6, finetune_lr=3e-3, **kw)
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-6)
+    assert all(abs(x["loss"] - y["loss"]) > 1e-6 for x, y in zip(plain, a, strict=True))
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
+    assert all(torch.equal(teacher_before[k], v) for k, v in teacher.model.state_dict().items())
+    assert [p.requires_grad for p in teacher.model.parameters()] == flags
+    with pytest.raises(ConfigError, match="finetune"):
+        rate_stitched(teacher, supernet, nets, calib, held, finetune_steps=-1, **kw)
+
+
 def test_bn_statistics_are_re_estimated_on_the_student_layers_only(trained):
     teacher, supernet = trained
     teacher_stats = {k: v.clone() for k, v in teacher.model.state_dict().items()}
