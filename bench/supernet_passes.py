@@ -28,15 +28,10 @@ import timm
 import torch
 
 from dna_zoo.search.space import paper_space
+from dna_zoo.search.supernet.cell_rating import rate_cell_naive, rate_cell_prefix
 from dna_zoo.search.supernet.data import ShardSampler, open_dataset
 from dna_zoo.search.supernet.model import PathSampler, Supernet
-from dna_zoo.search.supernet.rate import (
-    RateConfig,
-    prepare_data,
-    rate_cell_naive,
-    rate_cell_prefix,
-    rate_supernet,
-)
+from dna_zoo.search.supernet.rate import RateConfig, prepare_data, rate_supernet
 from dna_zoo.search.supernet.teacher import Teacher
 from dna_zoo.search.supernet.train import TrainConfig, block_losses, build_optimizer
 from dna_zoo.weights import load_weights

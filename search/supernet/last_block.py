@@ -15,7 +15,7 @@ supernet (issue 14, measured by ``bench/ranking_decisions.py``):
   step (:class:`~dna_zoo.search.supernet.model.PathSampler`, as the supernet trains), AdamW
   with a per-step cosine schedule.
 * :func:`rate_last_block`: every candidate of the last block with its BN statistics
-  re-estimated (the prefix tree of :func:`~dna_zoo.search.supernet.rate.rate_cell_prefix`),
+  re-estimated (the prefix tree of :func:`~dna_zoo.search.supernet.cell_rating.rate_cell_prefix`),
   then held-out cross-entropy and top-1 through the shared head (kept in eval mode).
 """
 
@@ -37,9 +37,9 @@ from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.depthwise_grad import speed_up_depthwise
 from dna_zoo.search.space import SearchSpace
+from dna_zoo.search.supernet.cell_rating import rate_cell_prefix
 from dna_zoo.search.supernet.data import DataSource, ShardSampler, first_batches
 from dna_zoo.search.supernet.model import BlockSupernet, PathSampler
-from dna_zoo.search.supernet.rate import rate_cell_prefix
 from dna_zoo.search.supernet.stitch import check_stitchable
 from dna_zoo.search.supernet.teacher import Teacher
 

@@ -28,25 +28,22 @@ Entry points: :func:`rate_run` (a training run directory -> ratings file) and
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from dna_zoo.errors import ConfigError
 from dna_zoo.progress import Reporter, reporter_or_null
 from dna_zoo.search.ratings import Ratings
 from dna_zoo.search.space import SearchSpace
 from dna_zoo.search.supernet import distributed
+from dna_zoo.search.supernet.cell_rating import rate_cell_naive, rate_cell_prefix
 from dna_zoo.search.supernet.data import DataSource, first_batches, open_dataset
-from dna_zoo.search.supernet.model import Cell, Supernet
+from dna_zoo.search.supernet.model import Supernet
 from dna_zoo.search.supernet.run import RunDir
 from dna_zoo.search.supernet.teacher import Teacher
 
@@ -132,92 +129,6 @@ def prepare_data(
     calib = feats(first_batches(calib_source, config.bn_batches, config.batch_size, config.seed))
     held = feats(first_batches(held_out_source, config.eval_batches, config.batch_size, config.seed + 1))
     return RatingData(calib, held)
-
-
-def _reset_bn(layer: nn.Module) -> None:
-    """Fresh BN statistics, averaged over the batches that follow. Not ``update_bn``: the
-    prefix tree needs each layer's train-mode outputs on the BN batches to feed the next
-    layer, and the naive reference must run the very same operations."""
-    for m in layer.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the BN batches
-
-
-def _mse(outs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
-    total = sum(F.mse_loss(o.float(), t.float()) for o, t in zip(outs, targets, strict=True))
-    return float(total / len(outs))
-
-
-@torch.no_grad()
-def rate_cell_prefix(
-    cell: Cell,
-    calib_in: list[torch.Tensor],
-    eval_in: list[torch.Tensor],
-    targets: list[torch.Tensor],
-    *,
-    first_ops: Sequence[int] | None = None,
-    score: Callable[[list[torch.Tensor]], Any] | None = None,
-) -> dict[tuple[int, ...], Any]:
-    """Raw losses of every path of ``cell`` (first op restricted to ``first_ops``), prefix tree.
-
-    ``score(outputs)`` replaces the MSE to ``targets`` (e.g. a classifier's loss on labels)."""
-    n_ops = len(cell.positions[0])
-    out: dict[tuple[int, ...], float] = {}
-
-    def walk(
-        level: int, calib: list[torch.Tensor], held: list[torch.Tensor], prefix: tuple[int, ...]
-    ) -> None:
-        ops = first_ops if (level == 0 and first_ops is not None) else range(n_ops)
-        for k in ops:
-            layer = cell.layer(level, k)
-            _reset_bn(layer)
-            layer.train()
-            calib_out = [layer(x) for x in calib]
-            layer.eval()
-            held_out = [layer(x) for x in held]
-            path = (*prefix, k)
-            if level == cell.depth - 1:
-                out[path] = score(held_out) if score is not None else _mse(held_out, targets)
-            else:
-                walk(level + 1, calib_out, held_out, path)
-
-    walk(0, calib_in, eval_in, ())
-    return out
-
-
-@torch.no_grad()
-def rate_cell_naive(
-    cell: Cell,
-    calib_in: list[torch.Tensor],
-    eval_in: list[torch.Tensor],
-    targets: list[torch.Tensor],
-    *,
-    first_ops: Sequence[int] | None = None,
-) -> dict[tuple[int, ...], float]:
-    """Raw losses of every path of ``cell``, each path on its own (the reference)."""
-    n_ops = len(cell.positions[0])
-    out: dict[tuple[int, ...], float] = {}
-    firsts = list(first_ops) if first_ops is not None else list(range(n_ops))
-    for first in firsts:
-        for rest in itertools.product(range(n_ops), repeat=cell.depth - 1):
-            path = (first, *rest)
-            layers = [cell.layer(i, k) for i, k in enumerate(path)]
-            for layer in layers:
-                _reset_bn(layer)
-                layer.train()
-            for x in calib_in:
-                for layer in layers:
-                    x = layer(x)
-            for layer in layers:
-                layer.eval()
-            outs = []
-            for x in eval_in:
-                for layer in layers:
-                    x = layer(x)
-                outs.append(x)
-            out[path] = _mse(outs, targets)
-    return out
 
 
 @dataclass(frozen=True)
