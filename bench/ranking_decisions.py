@@ -91,6 +91,7 @@ QUICK = Settings(
     rate_eval_batches=2,
     retrain_epochs=1,
     retrain_max_steps=12,
+    stitch_finetune_steps=4,
     draws=4000,
 )
 
