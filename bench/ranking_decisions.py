@@ -80,19 +80,9 @@ class Settings(rt.Sizes):
 QUICK = Settings(
     nets_per_band=3,
     second_seed_per_band=1,
-    train_images=2048,
-    val_images=512,
-    test_images=1000,
-    teacher_images=2048,
-    teacher_epochs=1,
-    supernet_epochs=1,
-    supernet_max_steps=20,
-    rate_bn_batches=2,
-    rate_eval_batches=2,
-    retrain_epochs=1,
-    retrain_max_steps=12,
     stitch_finetune_steps=4,
-    draws=4000,
+    # the smoke sizes of ranking_tau's quick run
+    **{f.name: getattr(rt.QUICK, f.name) for f in dataclasses.fields(rt.Sizes)},
 )
 
 
