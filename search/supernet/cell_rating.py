@@ -49,7 +49,7 @@ def rate_cell_prefix(
 
     ``score(outputs)`` replaces the MSE to ``targets`` (e.g. a classifier's loss on labels)."""
     n_ops = len(cell.positions[0])
-    out: dict[tuple[int, ...], float] = {}
+    out: dict[tuple[int, ...], Any] = {}
 
     def walk(
         level: int, calib: list[torch.Tensor], held: list[torch.Tensor], prefix: tuple[int, ...]

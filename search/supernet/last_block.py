@@ -149,7 +149,7 @@ def train_last_block(
         for idx in ShardSampler(len(train), config.batch_size, seed=config.seed, epoch=epoch)
     )
     net.train()
-    step, t0, last = 0, time.perf_counter(), math.nan
+    t0, last = time.perf_counter(), math.nan
     desc = f"last block, label loss ({total} steps)"
     for step, idx in zip(reporter_or_null(progress).track(range(total), desc), batches, strict=False):
         x, y = train.batch(idx)
@@ -161,9 +161,8 @@ def train_last_block(
         opt.step()
         sched.step()
         last = float(loss.detach()) / len(net.block.depths)
-    step = total
-    facts = {"steps": step, "last_train_loss": last, "seconds": round(time.perf_counter() - t0, 1)}
-    log.info("last block trained with the label loss: %d steps, loss %.4f", step, last)
+    facts = {"steps": total, "last_train_loss": last, "seconds": round(time.perf_counter() - t0, 1)}
+    log.info("last block trained with the label loss: %d steps, loss %.4f", total, last)
     return net.eval(), facts
 
 
