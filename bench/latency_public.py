@@ -26,6 +26,7 @@ from dna_zoo.errors import DnaZooError
 from dna_zoo.io import atomic_write_bytes, atomic_write_json
 from dna_zoo.search.latency.devices import get_device
 from dna_zoo.search.latency.estimator.fit import (
+    FitOptions,
     leave_one_device_out,
     make_params,
     metrics,
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 KERNELS = ("conv_kernels", "elementwise_kernels", "fusable_kernels")
 MEMORY = ("conv_memory", "elementwise_memory", "fusable_memory")
-# Per class (fit.fit_coef's options; "scaled" = fixed costs scale with 1 / fp32 peak, "absolute" =
+# Per class (fit.FitOptions; "scaled" = fixed costs scale with 1 / fp32 peak, "absolute" =
 # the same on every device of the class). Measured with this script (held-out figures):
 # - GPU: staged (fixed costs from batch 1, throughput from the batched settings) and scaled took
 #   the batch-1 mean |error| from 18.5-28.4% (2 of 5 GPUs <= 25%) to 0.7-28.3% (4 of 5) and the
@@ -66,15 +67,9 @@ MEMORY = ("conv_memory", "elementwise_memory", "fusable_memory")
 #   off; free per-kind efficiencies rank HELP at 0.34-0.75; a conv memory term changes nothing.
 # - server CPUs: unchanged (no target).
 CONFIG = {
-    "phone-cpu": {"fixed_cost": "scaled", "tied": [("dense", "depthwise", "grouped")], "dropped": MEMORY},
-    "server-cpu": {"fixed_cost": "absolute"},
-    "gpu": {
-        "fixed_cost": "scaled",
-        "tied": [KERNELS, MEMORY],
-        "staged": True,
-        "overlap": True,
-        "by_architecture": True,
-    },
+    "phone-cpu": FitOptions("scaled", tied=[("dense", "depthwise", "grouped")], dropped=MEMORY),
+    "server-cpu": FitOptions("absolute"),
+    "gpu": FitOptions("scaled", tied=[KERNELS, MEMORY], staged=True, overlap=True, by_architecture=True),
 }
 FIT_CLASSES = tuple(CONFIG)
 
@@ -185,10 +180,12 @@ def main() -> None:
     for cls in FIT_CLASSES:
         rows = setting_data(data, by_class[cls])
         ref = float(np.median([sd.specs.fp32_gflops for sd in rows]))
-        loo = leave_one_device_out(cls, rows, ref_gflops=ref, **CONFIG[cls])
+        loo = leave_one_device_out(cls, rows, CONFIG[cls], ref_gflops=ref)
         out = [_row(sd, pred) for lst in loo.values() for sd, pred, _ in lst]
         points[cls] = [(sd.y, pred) for lst in loo.values() for sd, pred, _ in lst]
-        params = make_params(cls, rows, ref_gflops=ref, note=f"fit: {CONFIG[cls]}", **CONFIG[cls])
+        opts = CONFIG[cls]
+        note = f"fit: {dict(fixed_cost=opts.fixed_cost, **opts.recorded())}"
+        params = make_params(cls, rows, opts, ref_gflops=ref, note=note)
         classes[cls] = params.__class__(**{**params.__dict__, "held_out": _summary(out)})
         report["settings"][cls] = out
     # Jetson: no Jetson data to fit on. The GPU class's coefficients (fitted on every desktop

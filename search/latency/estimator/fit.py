@@ -34,6 +34,60 @@ from dna_zoo.search.latency.estimator.public import PublicData, Setting
 
 
 @dataclass(frozen=True)
+class FitOptions:
+    """How one device class's coefficients are fitted (see :func:`fit_coef`).
+
+    ``fixed_cost``: "scaled" (per-kernel / per-inference costs scale with 1 / fp32 peak) or
+    "absolute" (the same on every device of the class). ``tied`` groups of features share one
+    coefficient; ``dropped`` features get 0; ``staged``, ``overlap`` and ``by_architecture`` as
+    in :func:`fit_coef`."""
+
+    fixed_cost: str
+    tied: tuple[tuple[str, ...], ...] = ()
+    dropped: tuple[str, ...] = ()
+    staged: bool = False
+    overlap: bool = False
+    by_architecture: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tied", tuple(tuple(g) for g in self.tied))
+        object.__setattr__(self, "dropped", tuple(self.dropped))
+        if self.fixed_cost not in ("scaled", "absolute"):
+            raise ValueError(f"fixed_cost must be 'scaled' or 'absolute', got {self.fixed_cost!r}")
+        unknown = sorted(({f for g in self.tied for f in g} | set(self.dropped)) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown estimator features {unknown}; known: {list(FEATURES)}")
+        if self.overlap and not self.staged:
+            raise ValueError("the overlap model is fitted staged (fixed costs from batch 1)")
+        if self.by_architecture and not self.overlap:
+            raise ValueError("fixed costs by architecture are fitted with the overlap model")
+
+    def recorded(self) -> dict[str, object]:
+        """What a fitted :class:`ClassParams` records in ``fit`` (its ``fixed_cost`` is a field of
+        its own)."""
+        return {
+            "tied": [list(g) for g in self.tied],
+            "dropped": list(self.dropped),
+            "staged": self.staged,
+            "overlap": self.overlap,
+            "by_architecture": self.by_architecture,
+        }
+
+    @classmethod
+    def of(cls, params: ClassParams) -> FitOptions:
+        """The options a fitted class was made with (to refit it)."""
+        f = params.fit
+        return cls(
+            params.fixed_cost,
+            tied=tuple(tuple(g) for g in f.get("tied", ())),
+            dropped=tuple(f.get("dropped", ())),
+            staged=bool(f.get("staged", False)),
+            overlap=bool(f.get("overlap", False)),
+            by_architecture=bool(f.get("by_architecture", False)),
+        )
+
+
+@dataclass(frozen=True)
 class SettingData:
     """One setting with its device profile, specs and per-network kernels."""
 
@@ -202,49 +256,35 @@ def _solve(
     return coef
 
 
-def fit_coef(
-    rows: Sequence[SettingData],
-    *,
-    fixed_cost: str,
-    ref_gflops: float,
-    tied: Sequence[Sequence[str]] = (),
-    dropped: Sequence[str] = (),
-    staged: bool = False,
-    overlap: bool = False,
-    by_architecture: bool = False,
-) -> np.ndarray:
+def fit_coef(rows: Sequence[SettingData], opts: FitOptions, *, ref_gflops: float) -> np.ndarray:
     """Non-negative coefficients minimising the settings' relative squared error.
 
-    ``tied`` groups of features share one coefficient (e.g. every kernel pays the same launch
-    cost); ``dropped`` features get 0. ``staged``: the fixed costs (per kernel, per inference)
-    are fitted on the batch-1 settings alone, where they are nearly all of the latency (the
-    throughput terms held at the roofline), then the throughput / bandwidth coefficients on the
-    batched settings with those fixed costs held, so neither regime distorts the other's terms.
-    ``overlap`` (needs ``staged``): the batched settings are fitted with the overlap model, a
-    kernel costing max(launch, device time); the batch-1 fixed costs stay linear (there a
+    ``opts.tied`` groups of features share one coefficient (e.g. every kernel pays the same
+    launch cost); ``opts.dropped`` features get 0. ``staged``: the fixed costs (per kernel, per
+    inference) are fitted on the batch-1 settings alone, where they are nearly all of the latency
+    (the throughput terms held at the roofline), then the throughput / bandwidth coefficients on
+    the batched settings with those fixed costs held, so neither regime distorts the other's
+    terms. ``overlap`` (needs ``staged``): the batched settings are fitted with the overlap model,
+    a kernel costing max(launch, device time); the batch-1 fixed costs stay linear (there a
     kernel's device time is far below its launch cost, so max and sum nearly agree).
     ``by_architecture`` (needs ``overlap``): a device whose GPU architecture has batch-1 settings
     pays that architecture's fixed costs (:func:`fixed_by_architecture`) in the throughput fit;
     the returned fixed costs stay the class-wide ones (for architectures without data).
     """
-    if overlap and not staged:
-        raise ValueError("the overlap model is fitted staged (fixed costs from batch 1)")
-    if by_architecture and not overlap:
-        raise ValueError("fixed costs by architecture are fitted with the overlap model")
-    keep = [f for f in FEATURES if f not in dropped]
+    keep = [f for f in FEATURES if f not in opts.dropped]
     floors = np.array([_floor(f) if f in keep else 0.0 for f in FEATURES])
-    kw = {"fixed_cost": fixed_cost, "ref_gflops": ref_gflops, "tied": tied}
-    if not staged:
+    kw = {"fixed_cost": opts.fixed_cost, "ref_gflops": ref_gflops, "tied": opts.tied}
+    if not opts.staged:
         return _solve(rows, keep, floors, **kw)
     fixed = [f for f in keep if f in FIXED_FEATURES]
     rest = [f for f in keep if f not in FIXED_FEATURES]
     single = [sd for sd in rows if sd.setting.batch == 1]
     batched = [sd for sd in rows if sd.setting.batch > 1]
     coef = _solve(single, fixed, floors, **kw)
-    if by_architecture:
-        own = fixed_by_architecture(rows, tied=tied, dropped=dropped)
+    if opts.by_architecture:
+        own = fixed_by_architecture(rows, tied=opts.tied, dropped=opts.dropped)
         return _solve_overlap(batched, rest, coef, **kw, by_architecture=own)
-    return (_solve_overlap if overlap else _solve)(batched, rest, coef, **kw)
+    return (_solve_overlap if opts.overlap else _solve)(batched, rest, coef, **kw)
 
 
 def fixed_by_architecture(
@@ -264,45 +304,20 @@ def fixed_by_architecture(
 
 
 def make_params(
-    name: str,
-    rows: Sequence[SettingData],
-    *,
-    fixed_cost: str,
-    ref_gflops: float,
-    note: str = "",
-    tied: Sequence[Sequence[str]] = (),
-    dropped: Sequence[str] = (),
-    staged: bool = False,
-    overlap: bool = False,
-    by_architecture: bool = False,
+    name: str, rows: Sequence[SettingData], opts: FitOptions, *, ref_gflops: float, note: str = ""
 ) -> ClassParams:
-    coef = fit_coef(
-        rows,
-        fixed_cost=fixed_cost,
-        ref_gflops=ref_gflops,
-        tied=tied,
-        dropped=dropped,
-        staged=staged,
-        overlap=overlap,
-        by_architecture=by_architecture,
-    )
-    own = fixed_by_architecture(rows, tied=tied, dropped=dropped) if by_architecture else {}
+    coef = fit_coef(rows, opts, ref_gflops=ref_gflops)
+    own = fixed_by_architecture(rows, tied=opts.tied, dropped=opts.dropped) if opts.by_architecture else {}
     devices = sorted({sd.profile.name for sd in rows})
     return ClassParams(
         name,
         dict(zip(FEATURES, map(float, coef), strict=True)),
-        fixed_cost,
+        opts.fixed_cost,
         ref_gflops,
         tuple(devices),
         note=note,
-        fit={
-            "tied": [list(g) for g in tied],
-            "dropped": list(dropped),
-            "staged": staged,
-            "overlap": overlap,
-            "by_architecture": by_architecture,
-        },
-        overlap=overlap,
+        fit=opts.recorded(),
+        overlap=opts.overlap,
         fixed_by_architecture={
             a: {f: float(c[FEATURES.index(f)]) for f in FIXED_FEATURES} for a, c in own.items()
         },
@@ -349,33 +364,14 @@ def same_chip(a: DeviceProfile, b: DeviceProfile) -> bool:
 
 
 def leave_one_device_out(
-    name: str,
-    rows: Sequence[SettingData],
-    *,
-    fixed_cost: str,
-    ref_gflops: float,
-    tied: Sequence[Sequence[str]] = (),
-    dropped: Sequence[str] = (),
-    staged: bool = False,
-    overlap: bool = False,
-    by_architecture: bool = False,
+    name: str, rows: Sequence[SettingData], opts: FitOptions, *, ref_gflops: float
 ) -> dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]]:
     """Per device: fit on every other device of the class (not sharing its chip), predict it."""
     out: dict[str, list[tuple[SettingData, np.ndarray, ClassParams]]] = {}
     for dev in sorted({sd.profile.name for sd in rows}):
         prof = next(sd.profile for sd in rows if sd.profile.name == dev)
         train = [sd for sd in rows if not same_chip(sd.profile, prof)]
-        params = make_params(
-            name,
-            train,
-            fixed_cost=fixed_cost,
-            ref_gflops=ref_gflops,
-            tied=tied,
-            dropped=dropped,
-            staged=staged,
-            overlap=overlap,
-            by_architecture=by_architecture,
-        )
+        params = make_params(name, train, opts, ref_gflops=ref_gflops)
         out[dev] = [(sd, predict(sd, params), params) for sd in rows if sd.profile.name == dev]
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -71,15 +72,15 @@ def _class_rows(cls: str):
 @pytest.mark.parametrize("cls", ["phone-cpu", "gpu"])
 def test_shipped_params_are_what_the_fit_gives(cls):
     """The data file is the fit's output (with the options it records), not hand-edited numbers."""
-    from dna_zoo.search.latency.estimator.fit import make_params
+    from dna_zoo.search.latency.estimator.fit import FitOptions, make_params
 
     shipped = shipped_params().get(cls)
     fit = shipped.fit
     assert set(fit) == {"tied", "dropped", "staged", "overlap", "by_architecture"}
     assert fit["overlap"] == shipped.overlap
-    refit = make_params(
-        cls, _class_rows(cls), fixed_cost=shipped.fixed_cost, ref_gflops=shipped.ref_gflops, **fit
-    )
+    opts = FitOptions.of(shipped)
+    assert opts.recorded() == fit
+    refit = make_params(cls, _class_rows(cls), opts, ref_gflops=shipped.ref_gflops)
     np.testing.assert_allclose(refit.vector(), shipped.vector(), rtol=1e-6, atol=1e-9)
     assert set(refit.fixed_by_architecture) == set(shipped.fixed_by_architecture)
     for arch, fixed in shipped.fixed_by_architecture.items():
@@ -92,17 +93,17 @@ def test_shipped_params_are_what_the_fit_gives(cls):
 
 
 def test_staged_fit_takes_fixed_costs_from_batch_1_and_throughput_from_batched_settings():
-    from dna_zoo.search.latency.estimator.fit import FIXED_FEATURES, fit_coef
+    from dna_zoo.search.latency.estimator.fit import FIXED_FEATURES, FitOptions, fit_coef
     from dna_zoo.search.latency.estimator.model import FEATURES
 
     rows = _class_rows("gpu")
     single = [sd for sd in rows if sd.setting.batch == 1]
     assert single and len(single) < len(rows)
-    kw = {"fixed_cost": "scaled", "ref_gflops": 12150.0, "tied": [FIXED_FEATURES[:3]], "staged": True}
-    staged = fit_coef(rows, **kw)
+    opts = FitOptions("scaled", tied=[FIXED_FEATURES[:3]], staged=True)
+    staged = fit_coef(rows, opts, ref_gflops=12150.0)
     fixed = [FEATURES.index(f) for f in FIXED_FEATURES]
     # the fixed costs depend on the batch-1 settings alone ...
-    np.testing.assert_allclose(staged[fixed], fit_coef(single, **kw)[fixed], rtol=1e-9)
+    np.testing.assert_allclose(staged[fixed], fit_coef(single, opts, ref_gflops=12150.0)[fixed], rtol=1e-9)
     # ... and are host-scale costs (tens of microseconds per kernel, under a ms per inference)
     assert (
         10 < staged[FEATURES.index("conv_kernels")] < 200 and 0 < staged[FEATURES.index("per_inference")] < 2
@@ -110,14 +111,20 @@ def test_staged_fit_takes_fixed_costs_from_batch_1_and_throughput_from_batched_s
     # the batched settings move the throughput terms (grouped 1x1 + shuffle is slow on these GPUs)
     assert staged[FEATURES.index("grouped")] > 2
     # a joint fit lets the batched settings pull the fixed costs away from the batch-1 fit
-    joint = fit_coef(rows, **{**kw, "staged": False})
+    joint = fit_coef(rows, dataclasses.replace(opts, staged=False), ref_gflops=12150.0)
     assert not np.allclose(joint[fixed], staged[fixed], rtol=1e-3)
     # the overlap model keeps the batch-1 fixed costs and refits only the throughput terms
-    overlap = fit_coef(rows, **kw, overlap=True)
+    overlap = fit_coef(rows, dataclasses.replace(opts, overlap=True), ref_gflops=12150.0)
     np.testing.assert_allclose(overlap[fixed], staged[fixed], rtol=1e-9)
     assert not np.allclose(np.delete(overlap, fixed), np.delete(staged, fixed), rtol=1e-3)
     with pytest.raises(ValueError, match="staged"):
-        fit_coef(rows, **{**kw, "staged": False}, overlap=True)
+        FitOptions("scaled", overlap=True)
+    with pytest.raises(ValueError, match="overlap"):
+        FitOptions("scaled", staged=True, by_architecture=True)
+    with pytest.raises(ValueError, match="unknown estimator features"):
+        FitOptions("scaled", tied=[("dense", "no_such_feature")])
+    with pytest.raises(ValueError, match="fixed_cost"):
+        FitOptions("per-device")
 
 
 def test_gpu_fixed_costs_by_architecture_come_from_that_architectures_batch_1_settings():
