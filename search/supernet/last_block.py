@@ -108,10 +108,6 @@ class LastBlockNet(nn.Module):
         return self.head(self.block(x, path))
 
 
-def _prefix(teacher: Teacher, x: torch.Tensor, block: int, fmt: torch.memory_format) -> torch.Tensor:
-    return teacher.features(x.contiguous(memory_format=fmt), upto=block)[0]
-
-
 def train_last_block(
     teacher: Teacher,
     space: SearchSpace,
@@ -153,7 +149,7 @@ def train_last_block(
     desc = f"last block, label loss ({total} steps)"
     for step, idx in zip(reporter_or_null(progress).track(range(total), desc), batches, strict=False):
         x, y = train.batch(idx)
-        inp = _prefix(teacher, x, b, fmt)
+        inp = teacher.block_input(x, b, memory_format=fmt)
         loss = sum(F.cross_entropy(net(inp, sampler.path(step, b, d)), y) for d in net.block.depths)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,14 +176,14 @@ def rate_last_block(
     b = len(net.space.blocks) - 1
     net.eval()
     firsts = first_batches(calib_source, config.bn_batches, config.batch_size, config.seed)
-    calib = [_prefix(teacher, x, b, fmt) for x in firsts]
+    calib = [teacher.block_input(x, b, memory_format=fmt) for x in firsts]
     sampler = ShardSampler(len(held_out), config.batch_size, seed=config.seed + 1)
     held, labels = [], []
     for k, idx in enumerate(sampler):
         if k >= config.eval_batches:
             break
         x, y = held_out.batch(idx)
-        held.append(_prefix(teacher, x, b, fmt))
+        held.append(teacher.block_input(x, b, memory_format=fmt))
         labels.append(y)
     n = sum(len(y) for y in labels)
 

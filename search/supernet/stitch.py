@@ -134,7 +134,7 @@ def rate_stitched(
     teacher.model.eval()
 
     def prefix(x: torch.Tensor) -> torch.Tensor:
-        return teacher.features(x.contiguous(memory_format=fmt), upto=0)[0]
+        return teacher.block_input(x, 0, memory_format=fmt)
 
     tune = []  # (block-0 input, teacher logits) of the finetune batches, shared by every net
     if finetune_steps:

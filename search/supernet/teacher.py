@@ -269,6 +269,13 @@ class Teacher(nn.Module):
         outs = self._intermediates(x, want, stop_early=True)
         return [o.detach() for o in outs]
 
+    def block_input(
+        self, x: torch.Tensor, block: int, *, memory_format: torch.memory_format = torch.contiguous_format
+    ) -> torch.Tensor:
+        """What block ``block`` of a student gets when the teacher runs in front of it (the
+        teacher's output of the stage before it), with ``x`` in ``memory_format`` first."""
+        return self.features(x.contiguous(memory_format=memory_format), upto=block)[0]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.features(x)
 
