@@ -114,6 +114,9 @@ def main() -> None:
     res["summary"] = summary
     res["skipped"] = skipped
     res["seconds"] = round(time.time() - t0, 1)
+    for key in ("json", "plot"):  # file names, not this machine's paths
+        if key in res:
+            res[key] = Path(res[key]).name
     out = args.out / f"export_formats-{args.model}.json"
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(f"\nwrote {out} and {res['plot']} ({res['seconds']} s)")

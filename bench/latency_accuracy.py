@@ -124,7 +124,7 @@ def main() -> None:
             f"mean |error| {s['mean_abs_pct_error']:.1f}%, within ±10% {100 * s['within_10pct']:.0f}%"
         )
     summary = {
-        "table": str(complete_path(spec)),
+        "table": complete_path(spec).name,  # in the latency cache
         "entries": len(table.entries),
         "build_seconds": round(build_s, 1) if built_now else recorded,
         "calibration": cal.to_dict(),

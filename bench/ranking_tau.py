@@ -278,8 +278,8 @@ def stage_teacher(work: Work, s: Settings) -> dict[str, Any]:
         )
         work.add_time("teacher", *t0.spent())
     return {
-        "arch": str(arch_file),
-        "weights": str(weights),
+        "arch": arch_file.name,  # files of the work directory
+        "weights": weights.name,
         "arch_def": teacher_encoding().to_arch_def(),
         "test_top1": teacher_file_top1(weights),
         "epochs": s.teacher_epochs,
@@ -790,7 +790,7 @@ def main() -> None:
         },
         "seconds": work.state.get("seconds", {}),
         "cpu_seconds": work.state.get("cpu_seconds", {}),
-        "work_dir": str(work.path),
+        "work_dir": work.path.name,
         "versions": versions(),
         "machine": machine(),
         "note": "wall times on a shared 2-core machine, run under nice -n 19 (other work had priority "

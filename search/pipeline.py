@@ -105,6 +105,15 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, obj)
 
 
+def _in_run(path: str | Path, run: Path) -> str:
+    """``path`` as the report records it: relative to the run directory (no local paths)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(run.resolve()))
+    except ValueError:
+        return p.name
+
+
 def _check_run_dir(run: Path, cfg: PipelineConfig) -> None:
     """A new run directory, or one of a run with exactly these settings."""
     p = run / PIPELINE_FILE
@@ -134,7 +143,7 @@ def stage_teacher(cfg: PipelineConfig, progress: Reporter | None) -> tuple[str, 
     if cfg.teacher_weights is not None:
         return cfg.teacher_weights, {
             "model": cfg.teacher,
-            "weights": cfg.teacher_weights,
+            "weights": Path(cfg.teacher_weights).name,
             "trained_here": False,
         }
     from dna_zoo.search.supernet.data import is_builtin
@@ -149,7 +158,7 @@ def stage_teacher(cfg: PipelineConfig, progress: Reporter | None) -> tuple[str, 
         in_chans=cfg.in_chans, seed=cfg.seed, limit=cfg.teacher_limit, progress=progress,
     )  # fmt: skip
     info = {
-        "model": cfg.teacher, "weights": str(res.path), "top1": res.top1, "cached": res.cached,
+        "model": cfg.teacher, "weights": res.path.name, "top1": res.top1, "cached": res.cached,
         "seconds": round(res.seconds, 1), "trained_here": True,
     }  # fmt: skip
     return str(res.path), info
@@ -334,7 +343,7 @@ def run_pipeline(
     pareto_plot(result, run / "pareto.png")
     timed("search", t0)
     report["search"] = {
-        "best": str(run / "best.json"), "plot": str(run / "pareto.png"),
+        "best": "best.json", "plot": "pareto.png",  # in the run directory
         "arch_def": result.arch.to_arch_def(),
         "candidates": list(result.candidates), "rating": result.rating,
         "costs": [c.to_dict() for c in result.costs], "params": result.params, "macs": result.macs,
@@ -397,7 +406,7 @@ def run_pipeline(
                 trained[name] = load_retrained(out)
             report.setdefault("retrain", {})[name] = {
                 "top1": res.top1, "kept": res.kept, "epochs": res.epochs, "seconds": round(res.seconds, 1),
-                "weights": str(res.weights), "seed": seed,
+                "weights": _in_run(res.weights, run), "seed": seed,
             }  # fmt: skip
             timed(f"retrain {name}", t0)
         report["comparison"] = compare_to_searched(report["retrain"], n_eval=len(val_set), seed=cfg.seed)
