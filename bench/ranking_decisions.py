@@ -416,18 +416,17 @@ def phase_evaluate(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) 
         if k % shard[1] != shard[0] or out.exists():
             continue
         model = load_retrained(out.parent)
-        with torch.no_grad():
-            parts = {
-                "test": {
-                    "images": len(data.test.dataset),
-                    "top1": evaluate(model, data.test.dataset, batch_size=500),
-                },
-                "extra": {
-                    "images": count,
-                    "rows": [start, start + count],
-                    "top1": evaluate(model, extra, batch_size=500),
-                },
-            }
+        parts = {  # evaluate runs without gradients
+            "test": {
+                "images": len(data.test.dataset),
+                "top1": evaluate(model, data.test.dataset, batch_size=500),
+            },
+            "extra": {
+                "images": count,
+                "rows": [start, start + count],
+                "top1": evaluate(model, extra, batch_size=500),
+            },
+        }
         n = sum(v["images"] for v in parts.values())
         top1 = sum(v["top1"] * v["images"] for v in parts.values()) / n
         atomic_write_json(out, {"top1": top1, "images": n, "parts": parts})

@@ -211,9 +211,12 @@ def noise_floor(
 
 
 # --- gathering the cache ----------------------------------------------------------------------------------
-def standalone_acc(work: rt.Work, s: Settings, n: int, *, heldout: bool = True) -> dict[int, list[float]]:
+def standalone_acc(
+    work: rt.Work, s: Settings, n: int, *, heldout: bool = True
+) -> tuple[dict[int, list[float]], int | None]:
     """Stand-alone top-1 per net and seed: on the larger held-out set (``--phase evaluate``)
-    when ``heldout`` and every trained net has it, else on the test split (recorded at training)."""
+    when ``heldout`` and every trained net has it, else on the test split (recorded at training);
+    and the number of held-out images behind it (None: the test split)."""
     from dna_zoo.search.retrain import CONFIG
 
     dirs: dict[int, list[Path]] = {}
@@ -231,16 +234,10 @@ def standalone_acc(work: rt.Work, s: Settings, n: int, *, heldout: bool = True) 
             return float(json.loads((d / HELDOUT).read_text())["top1"])
         return float(json.loads((d / CONFIG).read_text())["dna_zoo"]["metrics"]["top1"])
 
-    return {i: [top1(d) for d in ds] for i, ds in dirs.items()}
-
-
-def heldout_images(work: rt.Work, s: Settings, acc: dict[int, list[float]]) -> int | None:
-    """Images behind ``acc`` (from :func:`standalone_acc`) when it is the larger held-out set,
-    else None."""
-    d = work.path / standalone_dir(s) / "net00-seed0" / HELDOUT
-    test = standalone_acc(work, s, max(acc) + 1, heldout=False)
-    same = all(test.get(i) == v for i, v in acc.items())
-    return None if same or not d.exists() else int(json.loads(d.read_text())["images"])
+    acc = {i: [top1(d) for d in ds] for i, ds in dirs.items()}
+    first = next(iter(dirs.values()), [None])[0]
+    images = int(json.loads((first / HELDOUT).read_text())["images"]) if use and first else None
+    return acc, images
 
 
 def measured_check(work: rt.Work, s: Settings, p: Any, done: list[int]) -> dict[str, Any] | None:
@@ -280,7 +277,7 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
     from dna_zoo.search.strategy.cost import MacsCost, ParamsCost
 
     space, _, latency, p = prepare(work, s)
-    acc = standalone_acc(work, s, len(p.nets))
+    acc, n_heldout = standalone_acc(work, s, len(p.nets))
     done = sorted(acc)
     if len(done) < 6:
         raise SystemExit(f"only {len(done)} networks trained so far: nothing to analyse yet")
@@ -340,9 +337,8 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
     scores = {k: scores[k] for k in LABELS if k in scores}
     figs = bootstrap(scores, y, lat, band, macs, budgets, resamples=s.bootstrap, seed=s.seed)
     nf = noise_floor(acc, y, band, resamples=s.bootstrap, seed=s.seed)
-    n_heldout = heldout_images(work, s, acc)
     if n_heldout:  # the same nets scored on the 10k test split alone, for comparison
-        acc_t = standalone_acc(work, s, len(p.nets), heldout=False)
+        acc_t, _ = standalone_acc(work, s, len(p.nets), heldout=False)
         y_t = np.array([float(np.mean(acc_t[i])) for i in done])
         nf["test_split_only"] = noise_floor(acc_t, y_t, band, resamples=s.bootstrap, seed=s.seed)
     rows = []
