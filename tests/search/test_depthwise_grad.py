@@ -75,7 +75,12 @@ def test_switched_model_trains_like_the_original() -> None:
     for net in (ref, fast):
         F.cross_entropy(net(x), y).backward()
     for (name, p), q in zip(ref.named_parameters(), fast.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+        # summation order differs between the two kernels (and between AVX2 and AVX-512 builds
+        # of them): allow float32 rounding relative to the tensor's own scale
+        scale = float(p.grad.abs().max())
+        torch.testing.assert_close(
+            q.grad, p.grad, rtol=1e-4, atol=1e-4 * scale + 1e-8, msg=lambda m, n=name: f"{n}: {m}"
+        )
     with torch.no_grad():
         torch.testing.assert_close(fast.eval()(x), ref.eval()(x))
 
