@@ -302,8 +302,8 @@ def stage_dna(work: Work, space: SearchSpace, teacher: dict[str, Any], data: Dat
     res = train_supernet(
         sdir,
         space=space,
-        teacher=teacher["arch"],
-        teacher_weights=teacher["weights"],
+        teacher=str(work.path / teacher["arch"]),  # recorded by name: files of the work directory
+        teacher_weights=str(work.path / teacher["weights"]),
         data="builtin",
         config={
             "epochs": s.supernet_epochs,
@@ -580,16 +580,12 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The CPU (model and vector ISA: figures differ between AVX2 and AVX-512 machines)."""
+    from dna_zoo.search.latency.devices import cpu_isa, cpu_model
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "os": platform.system(),
