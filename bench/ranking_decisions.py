@@ -397,40 +397,51 @@ def extra_heldout(s: Settings) -> tuple[int, int]:
     return start, min(rt.VAL_START - start, 35 * s.test_images // 10)
 
 
+def score_heldout(run: Path, test: Any, extra: Any, rows: tuple[int, int]) -> dict[str, Any]:
+    """One trained stand-alone net (its run directory) scored on the test split and the extra
+    held-out rows ``rows`` (a :class:`ranking_tau.Rows`); written to ``HELDOUT`` in ``run``."""
+    from dna_zoo.io import atomic_write_json
+    from dna_zoo.search.retrain import evaluate, load_retrained
+
+    model = load_retrained(run)
+    parts = {  # evaluate runs without gradients
+        "test": {"images": len(test), "top1": evaluate(model, test, batch_size=500)},
+        "extra": {"images": len(extra), "rows": list(rows), "top1": evaluate(model, extra, batch_size=500)},
+    }
+    n = sum(v["images"] for v in parts.values())
+    out = {"top1": sum(v["top1"] * v["images"] for v in parts.values()) / n, "images": n, "parts": parts}
+    atomic_write_json(run / HELDOUT, out)
+    return out
+
+
+def heldout_rows(s: Settings) -> tuple[Any, tuple[int, int]]:
+    """The extra held-out rows of ``s`` as a dataset, and their row range."""
+    from dna_zoo.search.supernet.data import FashionMNIST
+
+    start, count = extra_heldout(s)
+    return rt.Rows(FashionMNIST("train", input_size=32), start, count), (start, start + count)
+
+
 def phase_evaluate(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> None:
     """Every trained stand-alone net scored on the test split and the extra held-out rows
     (cached per net; ``--shard I/N`` splits the nets). With 10k test images alone, two seeds
     of one net that disagree on ~9% of the images differ by 0.3 points sd from sampling alone."""
-    from dna_zoo.io import atomic_write_json
-    from dna_zoo.search.retrain import CONFIG, evaluate, load_retrained
-    from dna_zoo.search.supernet.data import FashionMNIST
+    from dna_zoo.search.retrain import CONFIG
 
     _, data, _, p = prepare(work, s)
-    start, count = extra_heldout(s)
-    extra = rt.Rows(FashionMNIST("train", input_size=32), start, count)
+    extra, rows = heldout_rows(s)
     sub = work.path / standalone_dir(s)
     todo = [(i, seed) for i, seed in training_order(p) if (sub / f"net{i:02d}-seed{seed}" / CONFIG).exists()]
     t0 = rt.Clock()
     for k, (i, seed) in enumerate(todo):
-        out = sub / f"net{i:02d}-seed{seed}" / HELDOUT
-        if k % shard[1] != shard[0] or out.exists():
+        run = sub / f"net{i:02d}-seed{seed}"
+        if k % shard[1] != shard[0] or (run / HELDOUT).exists():
             continue
-        model = load_retrained(out.parent)
-        parts = {  # evaluate runs without gradients
-            "test": {
-                "images": len(data.test.dataset),
-                "top1": evaluate(model, data.test.dataset, batch_size=500),
-            },
-            "extra": {
-                "images": count,
-                "rows": [start, start + count],
-                "top1": evaluate(model, extra, batch_size=500),
-            },
-        }
-        n = sum(v["images"] for v in parts.values())
-        top1 = sum(v["top1"] * v["images"] for v in parts.values()) / n
-        atomic_write_json(out, {"top1": top1, "images": n, "parts": parts})
-        log.info("[%d/%d] net%02d seed %d: %.2f%% on %d held-out images", k + 1, len(todo), i, seed, top1, n)
+        r = score_heldout(run, data.test.dataset, extra, rows)
+        log.info(
+            "[%d/%d] net%02d seed %d: %.2f%% on %d held-out images",
+            k + 1, len(todo), i, seed, r["top1"], r["images"],
+        )  # fmt: skip
     work.add_time("heldout_eval", *t0.spent())
 
 
