@@ -449,6 +449,16 @@ def cpu_hours(work: rt.Work) -> dict[str, float]:
     return {k: round(v / 3600, 3) for k, v in work.state.get("cpu_seconds", {}).items()}
 
 
+def parse_shard(ap: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """``--shard I/N`` as (I, N), or the parser's one-line error."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        ap.error(f"--shard must be I/N with 0 <= I < N, got '{text}'")
+    return i, n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -476,23 +486,19 @@ def main() -> None:
         "on one --work directory; the shared stages must be cached first)",
     )
     args = ap.parse_args()
-    try:
-        shard = tuple(int(v) for v in args.shard.split("/"))
-        assert len(shard) == 2 and 0 <= shard[0] < shard[1]
-    except (ValueError, AssertionError):
-        ap.error(f"--shard must be I/N with 0 <= I < N, got '{args.shard}'")
+    shard = parse_shard(ap, args.shard)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     s, work = open_run(args)
     log.info("work directory %s (rerun the same command to resume)", work.path)
     if args.phase == "train":
-        phase_train(work, s, shard)  # type: ignore[arg-type]
+        phase_train(work, s, shard)
     elif args.phase == "rate":
         phase_rate(work, s)
     elif args.phase == "last-block":
         phase_last_block(work, s)
     elif args.phase == "evaluate":
-        phase_evaluate(work, s, shard)  # type: ignore[arg-type]
+        phase_evaluate(work, s, shard)
     elif args.phase == "measure":
         phase_measure(work, s)
     else:

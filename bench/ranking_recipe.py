@@ -206,11 +206,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shard", default="0/1", help="I/N: every N-th training from the I-th")
     args = ap.parse_args()
-    try:
-        shard = tuple(int(v) for v in args.shard.split("/"))
-        assert len(shard) == 2 and 0 <= shard[0] < shard[1]
-    except (ValueError, AssertionError):
-        ap.error(f"--shard must be I/N with 0 <= I < N, got '{args.shard}'")
+    shard = rd.parse_shard(ap, args.shard)
     if args.train_images > rt.VAL_START or args.retrain_epochs < 1 or args.every < 1:
         ap.error(f"--train-images at most {rt.VAL_START}, --retrain-epochs and --every at least 1")
     try:
@@ -225,7 +221,7 @@ def main() -> None:
     work = rt.Work(args.work or cache_dir() / "bench" / f"ranking_recipe-{s.tag()}")
     log.info("work directory %s (rerun the same command to resume)", work.path.name)
     if args.phase == "train":
-        phase_train(args, ref, work, shard)  # type: ignore[arg-type]
+        phase_train(args, ref, work, shard)
     else:
         name = f"ranking_recipe-n{s.train_images}-e{s.retrain_epochs}.json"
         phase_analyse(args, ref, work, args.out or rd.RESULTS / name)
