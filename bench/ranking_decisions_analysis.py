@@ -172,10 +172,6 @@ def bootstrap(
     return out
 
 
-def _seed_sd(pairs: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.var(pairs, axis=1, ddof=1))))
-
-
 def noise_floor(
     acc: dict[int, list[float]], y_all: np.ndarray, band: np.ndarray, *, resamples: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
@@ -184,12 +180,12 @@ def noise_floor(
     pairs = np.array([v[:2] for v in acc.values() if len(v) >= 2 and not any(map(math.isnan, v[:2]))])
     out: dict[str, Any] = {"nets_with_two_seeds": len(pairs)}
     if len(pairs) >= 3:
-        within = _seed_sd(pairs)
+        within = rt.seed_sd(pairs)
         between = float(np.std(y_all, ddof=1))
         rng = np.random.default_rng(seed + 7)
         ratios = []
         for _ in range(resamples):
-            w = _seed_sd(pairs[rng.integers(0, len(pairs), len(pairs))])
+            w = rt.seed_sd(pairs[rng.integers(0, len(pairs), len(pairs))])
             b = float(np.std(y_all[rng.integers(0, len(y_all), len(y_all))], ddof=1))
             ratios.append(b / w if w > 0 else math.inf)
         band_sd = [float(np.std(y_all[band == b], ddof=1)) for b in range(BANDS) if (band == b).sum() >= 2]

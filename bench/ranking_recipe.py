@@ -133,13 +133,12 @@ def phase_analyse(args: argparse.Namespace, ref: dict[str, Any], work: rt.Work, 
     # paired: the seed sd ratio (probe / committed) with the nets resampled together
     rng = np.random.default_rng(s.seed + 11)
     pn, po = np.array([probe[i] for i in nets]), np.array([old[i] for i in nets])
-    sd = lambda a: float(np.sqrt(np.mean(np.var(a, axis=1, ddof=1))))  # noqa: E731
     boots = []
     for _ in range(s.bootstrap):
         j = rng.integers(0, len(nets), len(nets))
         boots.append(
-            (np.std(y_new[j], ddof=1) / max(sd(pn[j]), 1e-9))
-            / (np.std(y_old[j], ddof=1) / max(sd(po[j]), 1e-9))
+            (np.std(y_new[j], ddof=1) / max(rt.seed_sd(pn[j]), 1e-9))
+            / (np.std(y_old[j], ddof=1) / max(rt.seed_sd(po[j]), 1e-9))
         )
     ref_check = {}
     rs = rd.Settings(**ref["settings"])

@@ -499,6 +499,11 @@ def correlations(
     return out
 
 
+def seed_sd(acc: np.ndarray) -> float:
+    """The pooled within-net seed sd of a (nets, seeds) array."""
+    return float(np.sqrt(np.mean(np.var(acc, axis=1, ddof=1))))
+
+
 def noise_floor(acc: np.ndarray, *, resamples: int, seed: int) -> dict[str, Any]:
     """How well the ground truth ranks itself: seed 0 vs seed 1, and the spreads."""
     rng = np.random.default_rng(seed + 1)
@@ -506,7 +511,7 @@ def noise_floor(acc: np.ndarray, *, resamples: int, seed: int) -> dict[str, Any]
     idx = rng.integers(0, n, size=(resamples, n))
     a, b = acc[:, 0], acc[:, 1]
     bt = np.array([_tau(a[i], b[i]) for i in idx])
-    within_sd = float(np.sqrt(np.mean(np.var(acc, axis=1, ddof=1))))
+    within_sd = seed_sd(acc)
     between_sd = float(np.std(acc.mean(axis=1), ddof=1))
     return {
         "tau_seed0_vs_seed1": _tau(a, b),
