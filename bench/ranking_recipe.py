@@ -212,6 +212,11 @@ def main() -> None:
         ref = json.loads(args.reference.read_text())
     except (OSError, ValueError) as e:
         ap.error(f"cannot read the ranking_decisions results {args.reference.name}: {e}")
+    if not isinstance(ref, dict) or ref.get("bench") != "ranking_decisions" or "networks" not in ref:
+        ap.error(
+            f"{args.reference.name} is not a ranking_decisions results file (use the default, "
+            "bench/results/ranking_decisions.json)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     from dna_zoo.search.supernet.teacher_train import cache_dir
