@@ -16,16 +16,24 @@ Phases (one process, resumable; every stage is cached in ``--work``):
   variant comes from the same pass) -> SPOS supernet and rating -> every picked net stitched
   from the DNA supernet and rated end to end (also ``--phase rate``) -> DNA's last block
   trained with the label loss and rated by top-1 (also ``--phase last-block``) -> stand-alone
-  training (seed 0 of every net, bands interleaved, then the second seeds; ``--shard I/N``
-  splits it over N processes), kept per training length in ``standalone-e<epochs>``.
+  training (seed 0 of every net, bands interleaved, then the second seeds; N processes started
+  with ``--shard I/N`` share it as one queue, shard 0 also runs the shared stages), kept per
+  training length in ``standalone-e<epochs>``; each net is scored on the held-out images as soon
+  as it is trained.
 * ``evaluate``: every trained net scored on 45k held-out images (the 10k test split plus 35k
   training-split rows no stage uses; ``--shard I/N`` splits it); the ground truth when every
-  net has it.
+  net has it. For runs whose nets were trained before the train phase scored them.
 * ``analyse``: figures, table, JSON and plot from the cache (seconds); works on a partial
   run (the nets trained so far).
 
+``--space`` picks the bench space (``ranking_tau.SPACES``): ``tau-fmnist32`` (the default,
+results in ``ranking_decisions.*``) or ``narrow-fmnist32`` (narrower blocks and head, results in
+``ranking_decisions-narrow-fmnist32.*``).
+
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --quick            # smoke run
     nice -n 19 .venv/bin/python bench/ranking_decisions.py                    # train (long)
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py --shard 0/2 &      # or two processes:
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py --shard 1/2 &      # shard 0 first
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase rate
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase last-block
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase evaluate
@@ -65,6 +73,8 @@ class Settings(rt.Sizes):
     """Sizes of one run (the work directory is named by a hash of these); the rest as
     :class:`ranking_tau.Sizes`."""
 
+    #: the bench space (``ranking_tau.SPACES``)
+    space: str = "tau-fmnist32"
     nets_per_band: int = 14
     second_seed_per_band: int = 14
     latency_size: int = 128
@@ -223,7 +233,7 @@ def open_run(args: argparse.Namespace) -> tuple[Settings, rt.Work]:
 
 
 def prepare(work: rt.Work, s: Settings) -> tuple[SearchSpace, rt.Data, CostModel, Picked]:
-    space = rt.bench_space()
+    space = rt.bench_space(s.space)
     data = rt.open_data(s)  # type: ignore[arg-type]  (duck-typed settings)
     latency, info = stage_latency(work, space, s)
     p = pick_networks(space, s, latency)
@@ -251,12 +261,41 @@ def standalone_dir(s: Settings) -> str:
 
 def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> None:
     """Every stage in order; with ``shard=(i, n)`` (n processes on one work directory) the
-    shared stages must be cached already (run shard 0 alone first, or wait for it), and the
-    stand-alone trainings are split: process i takes every n-th of the training order."""
+    shared stages are shard 0's: start it first (it draws the bands in seconds), then the others.
+    The stand-alone trainings are one queue: every process takes the next one no live process
+    has claimed, and scores it on the held-out images (``--phase evaluate``'s figure) when done."""
+    i_shard, _ = shard
+    if i_shard and "latency" not in work.state:
+        raise SystemExit("shard > 0 needs the bands drawn: start --shard 0/N first (it takes seconds)")
     space, data, _, p = prepare(work, s)
-    i_shard, n_shard = shard
-    if i_shard and not (work.path / "last_block_ratings.json").exists():
-        raise SystemExit("shard > 0 needs the shared stages cached: run --shard 0/N (or no shard) first")
+    if not i_shard:  # the shared stages are shard 0's (and a run without shards)
+        phase_shared(work, s, space, data, p)
+    order = training_order(p)
+    sub = standalone_dir(s)
+    extra, rows = heldout_rows(s)
+    log.info("stage: stand-alone training (%d trainings, in %s, shard %d/%d)", len(order), sub, *shard)
+    for k, (i, seed) in enumerate(order):
+        run = work.path / sub / f"net{i:02d}-seed{seed}"
+        if (run / HELDOUT).exists() or not work.claim(f"{sub}-{run.name}"):
+            continue
+        try:
+            acc, _ = rt.train_standalone(work, space, p.nets[i], i, seed, data, s, subdir=sub)
+            t0 = rt.Clock()
+            held = score_heldout(run, data.test.dataset, extra, rows)
+            work.add_time("heldout_eval", *t0.spent())
+        finally:
+            work.release(f"{sub}-{run.name}")
+        cpu = work.state.get("cpu_seconds", {}).get(sub, 0.0)
+        log.info(
+            "[%d/%d] net%02d (band %d) seed %d: %.2f%% test, %.2f%% on %d held-out; stand-alone CPU %.2f h",
+            k + 1, len(order), i, p.band[i], seed, acc, held["top1"], held["images"], cpu / 3600,
+        )  # fmt: skip
+    log.info("training phase done; CPU-hours by stage: %s", cpu_hours(work))
+
+
+def phase_shared(work: rt.Work, s: Settings, space: SearchSpace, data: rt.Data, p: Picked) -> None:
+    """The stages every method's rating shares: teacher, DNA supernet and rating, SPOS,
+    the stitched ratings and the last block (each cached)."""
     log.info("stage: teacher")
     teacher = rt.stage_teacher(work, s)  # type: ignore[arg-type]
     log.info("teacher: %.2f%% test top-1", teacher["test_top1"])
@@ -268,19 +307,6 @@ def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> 
     phase_rate(work, s)
     log.info("stage: last block with the label loss")
     phase_last_block(work, s)
-    order = training_order(p)
-    sub = standalone_dir(s)
-    log.info("stage: stand-alone training (%d trainings, in %s, shard %d/%d)", len(order), sub, *shard)
-    for k, (i, seed) in enumerate(order):
-        if k % n_shard != i_shard:
-            continue
-        acc, _ = rt.train_standalone(work, space, p.nets[i], i, seed, data, s, subdir=sub)
-        cpu = work.state.get("cpu_seconds", {}).get(sub, 0.0)
-        log.info(
-            "[%d/%d] net%02d (band %d) seed %d: %.2f%%; stand-alone CPU so far %.2f h",
-            k + 1, len(order), i, p.band[i], seed, acc, cpu / 3600,
-        )  # fmt: skip
-    log.info("training phase done; CPU-hours by stage: %s", cpu_hours(work))
 
 
 def phase_rate(work: rt.Work, s: Settings) -> None:
@@ -483,7 +509,7 @@ def main() -> None:
         "--shard",
         default="0/1",
         help="I/N: this process trains every N-th stand-alone network from the I-th (run N processes "
-        "on one --work directory; the shared stages must be cached first)",
+        "on one --work directory; shard 0 also runs the shared stages: start it first)",
     )
     args = ap.parse_args()
     shard = parse_shard(ap, args.shard)
@@ -504,7 +530,8 @@ def main() -> None:
     else:
         from ranking_decisions_analysis import phase_analyse
 
-        name = "ranking_decisions-quick.json" if args.quick else "ranking_decisions.json"
+        space = "" if s.space == Settings.space else f"-{s.space}"
+        name = f"ranking_decisions{space}{'-quick' if args.quick else ''}.json"
         out = args.out or RESULTS / name
         phase_analyse(work, s, out)
 

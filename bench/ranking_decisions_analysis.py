@@ -428,6 +428,8 @@ def table_md(r: dict[str, Any]) -> str:
         f"# ranking_decisions: {r['trained']['networks']} of {r['trained']['planned']} networks trained "
         f"(bands {r['band_sizes']}), {nf['nets_with_two_seeds']} with a second seed",
         "",
+        f"Bench space {r['space']['name']} (identity {r['space']['identity']}).",
+        "",
         f"Latency: {lat['table'].get('source', '?')}, {lat['resolution_px']} px; band edges "
         + ", ".join(f"{e:.3f}" for e in lat["band_edges_ms"])
         + " ms; the trained nets span {:.3f}-{:.3f} ms ({:.2f}x); budgets ".format(*lat["measured_nets_span"])

@@ -74,7 +74,7 @@ def plan(args: argparse.Namespace, ref: dict[str, Any]) -> list[tuple[str, int, 
 
 
 def phase_train(args: argparse.Namespace, ref: dict[str, Any], work: rt.Work, shard: tuple[int, int]) -> None:
-    space = rt.bench_space()
+    space = rt.bench_space(rd.Settings(**ref["settings"]).space)
     nets = reference_nets(ref)
     recipes = {"probe": settings_of(args, ref), "reference": rd.Settings(**ref["settings"])}
     data = {k: rt.open_data(s) for k, s in recipes.items()}  # type: ignore[arg-type]

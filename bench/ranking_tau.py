@@ -40,6 +40,7 @@ settings); running the same command again continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -50,6 +51,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,21 +125,30 @@ QUICK = Settings(
 
 
 # --- the space, the teacher, the data -----------------------------------------------------------
-def bench_space() -> SearchSpace:
+#: the bench spaces by name: block widths, and the head width, of the same layout (strides
+#: 2/1/2/1, depths 1-3, MBConv e1/e3/e6 x k3/k5 without SE: 258 candidates per block)
+SPACES: dict[str, tuple[tuple[int, int, int, int], int]] = {
+    # ranking_tau's and ranking_decisions' space: capacity-limited at 32 px
+    "tau-fmnist32": ((24, 32, 48, 64), 256),
+    # two thirds of the widths and half the head: nets further down the accuracy-vs-size curve,
+    # where ranking_decisions' smallest band spreads most and its seeds agree best
+    "narrow-fmnist32": ((16, 24, 32, 48), 128),
+}
+
+
+def bench_space(name: str = "tau-fmnist32") -> SearchSpace:
     """Narrow blocks on 8x8 and 4x4 maps, depths 1-3, MBConv e1/e3/e6 x k3/k5 without SE."""
+    if name not in SPACES:
+        raise SystemExit(f"unknown bench space '{name}' (one of {', '.join(SPACES)})")
+    widths, head = SPACES[name]
     ops = tuple(Op("ir", k, e, 0.0) for e in (1, 3, 6) for k in (3, 5))
     return SearchSpace(
-        name="tau-fmnist32",
-        blocks=(
-            BlockSpec(24, 2, (1, 2, 3)),
-            BlockSpec(32, 1, (1, 2, 3)),
-            BlockSpec(48, 2, (1, 2, 3)),
-            BlockSpec(64, 1, (1, 2, 3)),
-        ),
+        name=name,
+        blocks=tuple(BlockSpec(c, st, (1, 2, 3)) for c, st in zip(widths, (2, 1, 2, 1), strict=True)),
         ops=ops,
         stem_size=16,
         first_layer=Layer(Op("ds", 3, 1, 0.0), 16, 1),
-        num_features=256,
+        num_features=head,
     )
 
 
@@ -224,20 +235,64 @@ class Work:
         self.state_file = path / "state.json"
         self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
-    def save(self) -> None:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The work directory's lock (several processes, ``--shard``, may share it)."""
+        import fcntl
+
+        with open(self.path / "state.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _write(self) -> None:
+        """Under the lock: keys another process (``--shard``) wrote since this one read the
+        file are kept, then this process's state is written."""
         from dna_zoo.io import atomic_write_json
 
+        if self.state_file.exists():
+            disk = json.loads(self.state_file.read_text())
+            self.state = {**{k: v for k, v in disk.items() if k not in self.state}, **self.state}
         atomic_write_json(self.state_file, self.state)
+
+    def save(self) -> None:
+        with self._locked():
+            self._write()
+
+    def claim(self, name: str) -> bool:
+        """Whether this process may work on ``name``: True when it holds the claim (a file
+        ``claims/<name>`` with its pid; one left by a process that is gone is taken over),
+        False while another live process holds it. Lets several processes share one queue."""
+        path = self.path / "claims" / name
+        path.parent.mkdir(exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                text = path.read_text().strip()
+                if not text:  # being written by its owner this instant
+                    return False
+                if int(text) == os.getpid():
+                    return True
+                try:
+                    os.kill(int(text), 0)
+                    return False  # its owner is alive
+                except ProcessLookupError:
+                    path.unlink(missing_ok=True)  # left by a killed process: take it over
+                    continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
+        return False
+
+    def release(self, name: str) -> None:
+        (self.path / "claims" / name).unlink(missing_ok=True)
 
     def add_time(self, stage: str, wall: float, cpu: float) -> None:
         """Add wall and process CPU seconds (both threads) to a stage (kept across resumes).
 
         Under a lock and re-read from disk first: several processes (``--shard``) may share
         the work directory."""
-        import fcntl
-
-        with open(self.path / "state.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._locked():
             if self.state_file.exists():
                 disk = json.loads(self.state_file.read_text())
                 for key in ("seconds", "cpu_seconds"):
@@ -245,7 +300,7 @@ class Work:
             for key, v in (("seconds", wall), ("cpu_seconds", cpu)):
                 t = self.state.setdefault(key, {})
                 t[stage] = round(t.get(stage, 0.0) + v, 1)
-            self.save()
+            self._write()
 
 
 class Clock:
