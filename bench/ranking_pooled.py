@@ -1,0 +1,113 @@
+"""Within-band Kendall tau of every method, pooled over several ranking_decisions runs.
+
+One run of ``ranking_decisions.py`` (42 nets, three latency bands) measures a method's mean
+within-band tau with a 95% interval about +-0.2 wide, too wide to tell the best ratings from
+MACs. Runs on different bench spaces are independent samples of the same question ("does the
+method order nets of about the same latency better than MACs?"), so this bench pools their
+bands: the mean within-band tau over every band of every run, and its paired difference to
+MACs, with a bootstrap that resamples nets within each band of each run (2,000 resamples).
+It reads the runs' committed results (``bench/results/ranking_decisions*.json``), nothing else.
+
+    .venv/bin/python bench/ranking_pooled.py        # the committed runs
+    .venv/bin/python bench/ranking_pooled.py A.json B.json --out bench/results/ranking_pooled.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ranking_decisions_analysis import tau_b
+from ranking_tau import RESULTS
+
+RUNS = (RESULTS / "ranking_decisions.json", RESULTS / "ranking_decisions-narrow-fmnist32.json")
+BASE = "macs"
+
+
+def load_bands(paths: list[Path]) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+    """The methods every run has, and per band of every run: the ground truth ('acc') and each
+    method's score (higher is better, as the results store them)."""
+    runs = []
+    for path in paths:
+        try:
+            r = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path.name} is not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(r, dict) or r.get("bench") != "ranking_decisions":
+            raise SystemExit(f"{path.name} is not a ranking_decisions result")
+        runs.append(r)
+    methods = sorted(set.intersection(*(set(r["figures"]) for r in runs)))
+    bands = []
+    for r in runs:
+        for b in sorted({n["band"] for n in r["networks"]}):
+            nets = [n for n in r["networks"] if n["band"] == b]
+            band = {"acc": np.array([n["acc_mean"] for n in nets])}
+            band.update({m: np.array([n[f"score_{m}"] for n in nets], dtype=float) for m in methods})
+            bands.append(band)
+    return methods, bands
+
+
+def mean_within(bands: list[dict[str, np.ndarray]], method: str, picks: list[np.ndarray]) -> float:
+    return float(np.mean([tau_b(b[method][i], b["acc"][i]) for b, i in zip(bands, picks, strict=True)]))
+
+
+def pooled(
+    methods: list[str], bands: list[dict[str, np.ndarray]], resamples: int, seed: int
+) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    every = [np.arange(len(b["acc"])) for b in bands]
+    draws = [[rng.choice(len(b["acc"]), size=len(b["acc"])) for b in bands] for _ in range(resamples)]
+    boot = {m: np.array([mean_within(bands, m, d) for d in draws]) for m in methods}
+    out = {}
+    for m in methods:
+        point, diff = mean_within(bands, m, every), boot[m] - boot[BASE]
+        out[m] = {
+            "tau_within_bands": point,
+            "ci95": [float(np.percentile(boot[m], 2.5)), float(np.percentile(boot[m], 97.5))],
+            f"vs_{BASE}": {
+                "difference": point - mean_within(bands, BASE, every),
+                "ci95": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
+                "share_better": float(np.mean(diff > 0)),
+            },
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="*", type=Path, default=list(RUNS), help="ranking_decisions results")
+    ap.add_argument("--out", type=Path, default=RESULTS / "ranking_pooled.json")
+    ap.add_argument("--resamples", type=int, default=2000)
+    args = ap.parse_args()
+    missing = [p for p in args.runs if not p.exists()]
+    if missing:
+        raise SystemExit(f"no such results file: {missing[0]} (run ranking_decisions.py --phase analyse)")
+    methods, bands = load_bands(args.runs)
+    figs = pooled(methods, bands, args.resamples, seed=0)
+    result = {
+        "bench": "ranking_pooled",
+        "runs": [p.name for p in args.runs],
+        "bands": len(bands),
+        "networks": int(sum(len(b["acc"]) for b in bands)),
+        "figures": figs,
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{result['networks']} nets in {len(bands)} bands of {len(args.runs)} runs; mean within-band tau:")
+    for m, f in sorted(figs.items(), key=lambda kv: -kv[1]["tau_within_bands"]):
+        d = f[f"vs_{BASE}"]
+        print(
+            f"  {m:22s} {f['tau_within_bands']:.3f} [{f['ci95'][0]:.3f}, {f['ci95'][1]:.3f}]"
+            f"  vs {BASE} {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+        )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
