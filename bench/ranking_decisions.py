@@ -508,8 +508,9 @@ def main() -> None:
     ap.add_argument(
         "--shard",
         default="0/1",
-        help="I/N: this process trains every N-th stand-alone network from the I-th (run N processes "
-        "on one --work directory; shard 0 also runs the shared stages: start it first)",
+        help="I/N: one of N processes on one --work directory; they take the stand-alone trainings from "
+        "one queue, shard 0 also runs the shared stages (start it first); --phase evaluate takes every "
+        "N-th net from the I-th",
     )
     args = ap.parse_args()
     shard = parse_shard(ap, args.shard)

@@ -17,6 +17,7 @@ same resamples for every method, so differences between methods are paired.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -123,6 +124,27 @@ def figures(
     return f
 
 
+def ci95(a: np.ndarray) -> list[float]:
+    """The 2.5 and 97.5 percentiles of the resampled values ``a`` (NaNs left out)."""
+    a = a[~np.isnan(a)]
+    return [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))] if len(a) else [math.nan] * 2
+
+
+def read_results(ap: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
+    """A ``ranking_decisions`` results file (what ``phase_analyse`` writes), or the parser's
+    one-line error (exit 2) when it cannot be read or is another file."""
+    try:
+        r = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        ap.error(f"cannot read the ranking_decisions results {path.name}: {e}")
+    if not isinstance(r, dict) or r.get("bench") != "ranking_decisions" or "networks" not in r:
+        ap.error(
+            f"{path.name} is not a ranking_decisions results file (bench/results/ranking_decisions*.json, "
+            "written by ranking_decisions.py --phase analyse)"
+        )
+    return r
+
+
 def bootstrap(
     scores: dict[str, np.ndarray],
     y: np.ndarray,
@@ -149,13 +171,9 @@ def bootstrap(
             for f in keys:
                 boots[k][f][r] = fr[f]
 
-    def ci(a: np.ndarray) -> list[float]:
-        a = a[~np.isnan(a)]
-        return [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))] if len(a) else [math.nan] * 2
-
     out: dict[str, Any] = {}
     for k in scores:
-        out[k] = {f: {"value": point[k][f], "ci95": ci(boots[k][f])} for f in keys}
+        out[k] = {f: {"value": point[k][f], "ci95": ci95(boots[k][f])} for f in keys}
         for base in BASELINES:
             if base == k:
                 continue
@@ -165,7 +183,7 @@ def bootstrap(
                 sign = -1 if f.startswith("regret") else 1  # lower regret is better
                 diffs[f] = {
                     "difference": point[k][f] - point[base][f],
-                    "ci95": ci(d),
+                    "ci95": ci95(d),
                     "share_better": float(np.nanmean(sign * d > 0)),
                 }
             out[k][f"vs_{base}"] = diffs

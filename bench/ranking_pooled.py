@@ -24,25 +24,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ranking_decisions_analysis import tau_b
+from ranking_decisions_analysis import ci95, read_results, tau_b
 from ranking_tau import RESULTS
 
 RUNS = (RESULTS / "ranking_decisions.json", RESULTS / "ranking_decisions-narrow-fmnist32.json")
 BASE = "macs"
 
 
-def load_bands(paths: list[Path]) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+def load_bands(runs: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, np.ndarray]]]:
     """The methods every run has, and per band of every run: the ground truth ('acc') and each
     method's score (higher is better, as the results store them)."""
-    runs = []
-    for path in paths:
-        try:
-            r = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"{path.name} is not valid JSON ({e.msg}, line {e.lineno})") from None
-        if not isinstance(r, dict) or r.get("bench") != "ranking_decisions":
-            raise SystemExit(f"{path.name} is not a ranking_decisions result")
-        runs.append(r)
     methods = sorted(set.intersection(*(set(r["figures"]) for r in runs)))
     bands = []
     for r in runs:
@@ -65,15 +56,15 @@ def pooled(
     every = [np.arange(len(b["acc"])) for b in bands]
     draws = [[rng.choice(len(b["acc"]), size=len(b["acc"])) for b in bands] for _ in range(resamples)]
     boot = {m: np.array([mean_within(bands, m, d) for d in draws]) for m in methods}
-    out = {}
+    out, base = {}, mean_within(bands, BASE, every)
     for m in methods:
         point, diff = mean_within(bands, m, every), boot[m] - boot[BASE]
         out[m] = {
             "tau_within_bands": point,
-            "ci95": [float(np.percentile(boot[m], 2.5)), float(np.percentile(boot[m], 97.5))],
+            "ci95": ci95(boot[m]),
             f"vs_{BASE}": {
-                "difference": point - mean_within(bands, BASE, every),
-                "ci95": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
+                "difference": point - base,
+                "ci95": ci95(diff),
                 "share_better": float(np.mean(diff > 0)),
             },
         }
@@ -86,10 +77,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "ranking_pooled.json")
     ap.add_argument("--resamples", type=int, default=2000)
     args = ap.parse_args()
-    missing = [p for p in args.runs if not p.exists()]
-    if missing:
-        raise SystemExit(f"no such results file: {missing[0]} (run ranking_decisions.py --phase analyse)")
-    methods, bands = load_bands(args.runs)
+    methods, bands = load_bands([read_results(ap, p) for p in args.runs])
     figs = pooled(methods, bands, args.resamples, seed=0)
     result = {
         "bench": "ranking_pooled",

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ranking_decisions as rd
 import ranking_tau as rt
-from ranking_decisions_analysis import noise_floor, tau_b
+from ranking_decisions_analysis import noise_floor, read_results, tau_b
 
 from dna_zoo.search.space import Candidate
 
@@ -74,9 +74,10 @@ def plan(args: argparse.Namespace, ref: dict[str, Any]) -> list[tuple[str, int, 
 
 
 def phase_train(args: argparse.Namespace, ref: dict[str, Any], work: rt.Work, shard: tuple[int, int]) -> None:
-    space = rt.bench_space(rd.Settings(**ref["settings"]).space)
+    committed = rd.Settings(**ref["settings"])
+    space = rt.bench_space(committed.space)
     nets = reference_nets(ref)
-    recipes = {"probe": settings_of(args, ref), "reference": rd.Settings(**ref["settings"])}
+    recipes = {"probe": settings_of(args, ref), "reference": committed}
     data = {k: rt.open_data(s) for k, s in recipes.items()}  # type: ignore[arg-type]
     held = {k: rd.heldout_rows(s) for k, s in recipes.items()}
     order = plan(args, ref)
@@ -208,15 +209,7 @@ def main() -> None:
     shard = rd.parse_shard(ap, args.shard)
     if args.train_images > rt.VAL_START or args.retrain_epochs < 1 or args.every < 1:
         ap.error(f"--train-images at most {rt.VAL_START}, --retrain-epochs and --every at least 1")
-    try:
-        ref = json.loads(args.reference.read_text())
-    except (OSError, ValueError) as e:
-        ap.error(f"cannot read the ranking_decisions results {args.reference.name}: {e}")
-    if not isinstance(ref, dict) or ref.get("bench") != "ranking_decisions" or "networks" not in ref:
-        ap.error(
-            f"{args.reference.name} is not a ranking_decisions results file (use the default, "
-            "bench/results/ranking_decisions.json)"
-        )
+    ref = read_results(ap, args.reference)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     from dna_zoo.search.supernet.teacher_train import cache_dir
