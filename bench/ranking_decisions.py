@@ -26,6 +26,13 @@ Phases (one process, resumable; every stage is cached in ``--work``):
 * ``analyse``: figures, table, JSON and plot from the cache (seconds); works on a partial
   run (the nets trained so far).
 
+``--nets-from FILE --seeds 3`` adds seeds to a committed run (``FILE`` in bench/results/): it
+takes that run's networks, bands and latencies instead of drawing them, imports its held-out
+accuracies, retrains ``--verify-imported`` of those trainings first (the analysis refuses to go
+on unless they reproduce; training is deterministic on one kind of CPU), reruns the shared
+stages (their ratings are compared with the file's), and trains the further seeds; results in
+``ranking_decisions-seeds3.json``. The settings must be the file's.
+
 ``--space`` picks the bench space (``ranking_tau.SPACES``): ``tau-fmnist32`` (the default,
 results in ``ranking_decisions.*``) or ``narrow-fmnist32`` (narrower blocks and head, results in
 ``ranking_decisions-narrow-fmnist32.*``).
@@ -39,12 +46,15 @@ results in ``ranking_decisions.*``) or ``narrow-fmnist32`` (narrower blocks and 
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --phase evaluate
     .venv/bin/python bench/ranking_decisions.py --phase measure --threads 2   # quiet machine
     .venv/bin/python bench/ranking_decisions.py --phase analyse
+    nice -n 19 .venv/bin/python bench/ranking_decisions.py --nets-from ranking_decisions.json --seeds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import random
@@ -85,10 +95,29 @@ class Settings(rt.Sizes):
     retrain_epochs: int = 4
     #: batches of the stitched nets' distillation finetune (the "stitched_ft" method)
     stitch_finetune_steps: int = 100
+    #: seeds of each net picked for more than one (``second_seed_per_band`` per band)
+    seeds: int = 2
+    #: a committed results file (a name in bench/results/) whose networks, bands and latencies
+    #: this run takes instead of drawing them; its nets' accuracies are imported, and
+    #: ``verify_imported`` of them retrained to check they reproduce on this machine
+    nets_from: str = ""
+    verify_imported: int = 2
 
     @property
     def nets(self) -> int:
         return BANDS * self.nets_per_band
+
+    def tag(self) -> str:
+        """The work directory's hash; fields added later are left out at their defaults, so
+        older runs keep their work directories."""
+        d = dataclasses.asdict(self)
+        for f in LATER_FIELDS:
+            if d[f] == getattr(Settings, f):
+                del d[f]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+LATER_FIELDS = ("seeds", "nets_from", "verify_imported")
 
 
 QUICK = Settings(
@@ -193,10 +222,10 @@ def pick_networks(space: SearchSpace, s: Settings, latency: CostModel) -> Picked
     return Picked(nets, band, lat, [float(e) for e in edges], second)
 
 
-def training_order(p: Picked) -> list[tuple[int, int]]:
+def training_order(p: Picked, seeds: int = 2) -> list[tuple[int, int]]:
     """(net, seed): seed 0 of every net with the bands interleaved (a cut run stays balanced),
     and after every third of those a second seed of a net already trained (so a cut run
-    still has its noise floor)."""
+    still has its noise floor); with ``seeds`` > 2, the further seeds of those nets last."""
     per_band = [[i for i, b in enumerate(p.band) if b == k] for k in range(BANDS)]
     first = []
     for j in range(max(len(x) for x in per_band)):
@@ -211,7 +240,83 @@ def training_order(p: Picked) -> list[tuple[int, int]]:
         done = {n for n, _ in order}
         if (k + 1) % 3 == 0 and pending and pending[0] in done:
             order.append((pending.pop(0), 1))
-    return order + [(i, 1) for i in pending]
+    later = [(i, k) for k in range(2, seeds) for i in sorted(p.second, key=first.index)]
+    return order + [(i, 1) for i in pending] + later
+
+
+# --- a committed run's networks (``--nets-from``) ----------------------------------------------------------
+def import_nets(work: rt.Work, s: Settings, space: SearchSpace) -> dict[str, Any]:
+    """What this run takes from the committed results file ``s.nets_from`` (copied into the
+    work directory's state the first time, so the run no longer needs the file): its networks,
+    bands, band edges, latencies and held-out accuracies. Refuses a file of another space."""
+    if "nets_from" in work.state:
+        return work.state["nets_from"]
+    path = RESULTS / s.nets_from
+    try:
+        r = json.loads(path.read_text())
+        nets = sorted(r["networks"], key=lambda n: n["index"])
+        ok = r.get("bench") == "ranking_decisions" and [n["index"] for n in nets] == list(range(len(nets)))
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise SystemExit(
+            f"--nets-from {s.nets_from}: not a complete ranking_decisions results file in bench/results/ "
+            "(e.g. ranking_decisions.json, written by --phase analyse)"
+        )
+    if r["space"]["identity"] != space.identity:
+        raise SystemExit(
+            f"--nets-from {s.nets_from} is of bench space {r['space']['name']} ({r['space']['identity']}), "
+            f"this run's is {space.name} ({space.identity}): pass --space {r['space']['name']}"
+        )
+    mine = dataclasses.asdict(s)
+    differ = [
+        k for k, v in r["settings"].items() if k not in (*LATER_FIELDS, "bootstrap") and mine.get(k, v) != v
+    ]
+    if differ:
+        raise SystemExit(
+            f"--nets-from {s.nets_from} was run with other settings ({', '.join(differ)}): "
+            "its accuracies would not be this run's; pass the same values"
+        )
+    if "ground_truth_images" not in r or r["ground_truth_images"] == r["settings"]["test_images"]:
+        raise SystemExit(f"--nets-from {s.nets_from}: its accuracies are not on the held-out images")
+    keep = ("index", "band", "candidates", "latency_ms", "acc")
+    work.state["nets_from"] = {
+        "file": path.name,
+        "space_identity": space.identity,
+        "band_edges_ms": r["latency"]["band_edges_ms"],
+        "latency_table": r["latency"]["table"],
+        "ground_truth_images": r["ground_truth_images"],
+        "networks": [{k: n[k] for k in keep} for n in nets],
+    }
+    work.save()
+    return work.state["nets_from"]
+
+
+def picked_from(imported: dict[str, Any]) -> Picked:
+    """The committed run's picks (nets with more than one seed there are the multi-seed ones)."""
+    nets = imported["networks"]
+    return Picked(
+        nets=[[Candidate.parse(k) for k in n["candidates"]] for n in nets],
+        band=[int(n["band"]) for n in nets],
+        latency=[float(n["latency_ms"]) for n in nets],
+        edges=[float(e) for e in imported["band_edges_ms"]],
+        second=[n["index"] for n in nets if len(n["acc"]) > 1],
+    )
+
+
+def imported_acc(work: rt.Work) -> dict[int, list[float]]:
+    """The committed run's held-out top-1 per net and seed (empty without ``--nets-from``)."""
+    return {n["index"]: list(n["acc"]) for n in work.state.get("nets_from", {}).get("networks", [])}
+
+
+def verification(imported: dict[int, list[float]], k: int) -> list[tuple[int, int]]:
+    """The ``k`` imported (net, seed) trainings retrained to check the import: nets evenly
+    spread over the run (so over its bands), seeds 0 and 1 alternating."""
+    if not imported or k < 1:
+        return []
+    nets = sorted(imported)
+    picks = [nets[int(j)] for j in np.round(np.linspace(0, len(nets) - 1, min(k, len(nets))))]
+    return [(i, j % len(imported[i])) for j, i in enumerate(picks)]
 
 
 # --- the training phase ----------------------------------------------------------------------------------
@@ -236,9 +341,9 @@ def prepare(work: rt.Work, s: Settings) -> tuple[SearchSpace, rt.Data, CostModel
     space = rt.bench_space(s.space)
     data = rt.open_data(s)  # type: ignore[arg-type]  (duck-typed settings)
     latency, info = stage_latency(work, space, s)
-    p = pick_networks(space, s, latency)
+    p = picked_from(import_nets(work, s, space)) if s.nets_from else pick_networks(space, s, latency)
     macs = MacsCost(space, input_size=32, num_classes=10)
-    lat = [latency.network_cost(space.to_encoding(n)) for n in p.nets]
+    lat = p.latency
     log.info(
         "latency table %s at %d px: bands %s ms; picked nets span %.3f-%.3f ms (%.2fx), MACs %.2f-%.2f M",
         info["table"],
@@ -270,7 +375,13 @@ def phase_train(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) -> 
     space, data, _, p = prepare(work, s)
     if not i_shard:  # the shared stages are shard 0's (and a run without shards)
         phase_shared(work, s, space, data, p)
-    order = training_order(p)
+    order = training_order(p, s.seeds)
+    imported = imported_acc(work)
+    if imported:  # the committed run's trainings are not repeated, bar the verification ones (first)
+        check = verification(imported, s.verify_imported)
+        order = check + [(i, k) for i, k in order if k >= len(imported.get(i, []))]
+        log.info("imported %d trainings from %s; retraining %s to verify them",
+                 sum(map(len, imported.values())), s.nets_from, check)  # fmt: skip
     sub = standalone_dir(s)
     extra, rows = heldout_rows(s)
     log.info("stage: stand-alone training (%d trainings, in %s, shard %d/%d)", len(order), sub, *shard)
@@ -457,7 +568,11 @@ def phase_evaluate(work: rt.Work, s: Settings, shard: tuple[int, int] = (0, 1)) 
     _, data, _, p = prepare(work, s)
     extra, rows = heldout_rows(s)
     sub = work.path / standalone_dir(s)
-    todo = [(i, seed) for i, seed in training_order(p) if (sub / f"net{i:02d}-seed{seed}" / CONFIG).exists()]
+    todo = [
+        (i, seed)
+        for i, seed in training_order(p, s.seeds)
+        if (sub / f"net{i:02d}-seed{seed}" / CONFIG).exists()
+    ]
     t0 = rt.Clock()
     for k, (i, seed) in enumerate(todo):
         run = sub / f"net{i:02d}-seed{seed}"
@@ -532,7 +647,8 @@ def main() -> None:
         from ranking_decisions_analysis import phase_analyse
 
         space = "" if s.space == Settings.space else f"-{s.space}"
-        name = f"ranking_decisions{space}{'-quick' if args.quick else ''}.json"
+        seeds = "" if s.seeds == Settings.seeds else f"-seeds{s.seeds}"
+        name = f"ranking_decisions{space}{seeds}{'-quick' if args.quick else ''}.json"
         out = args.out or RESULTS / name
         phase_analyse(work, s, out)
 

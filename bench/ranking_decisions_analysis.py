@@ -26,7 +26,17 @@ from typing import Any
 
 import numpy as np
 import ranking_tau as rt
-from ranking_decisions import BANDS, HELDOUT, Settings, cpu_hours, prepare, standalone_dir
+from ranking_decisions import (
+    BANDS,
+    HELDOUT,
+    RESULTS,
+    Settings,
+    cpu_hours,
+    imported_acc,
+    prepare,
+    standalone_dir,
+    verification,
+)
 
 log = logging.getLogger("ranking_decisions")
 
@@ -47,6 +57,8 @@ LABELS = {
 }
 BASELINES = ("macs", "latency")
 PAIR_TOLERANCE = 0.05
+#: a retrained imported net's held-out top-1 may differ by this (points; training is deterministic)
+IMPORT_TOLERANCE = 1e-6
 
 
 # --- statistics ---------------------------------------------------------------------------------------
@@ -190,20 +202,38 @@ def bootstrap(
     return out
 
 
+def pooled_seed_sd(groups: list[np.ndarray]) -> float:
+    """The within-net seed sd pooled over nets with two or more seeds (each weighted by its
+    degrees of freedom; ``ranking_tau.seed_sd`` when every net has as many seeds)."""
+    if len({len(g) for g in groups}) == 1:
+        return rt.seed_sd(np.array(groups))
+    df = sum(len(g) - 1 for g in groups)
+    return float(np.sqrt(sum(np.var(g, ddof=1) * (len(g) - 1) for g in groups) / df))
+
+
 def noise_floor(
     acc: dict[int, list[float]], y_all: np.ndarray, band: np.ndarray, *, resamples: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
     """Seed noise against the spread between nets. The ratio's 95% CI resamples the nets with
-    two seeds (for the seed sd) and all nets (for the between-net sd) independently."""
-    pairs = np.array([v[:2] for v in acc.values() if len(v) >= 2 and not any(map(math.isnan, v[:2]))])
-    out: dict[str, Any] = {"nets_with_two_seeds": len(pairs)}
-    if len(pairs) >= 3:
-        within = rt.seed_sd(pairs)
+    two or more seeds (for the seed sd) and all nets (for the between-net sd) independently.
+
+    ``signal_to_noise_sd`` divides by one training's seed sd; ``signal_to_ground_truth_noise``
+    by the noise of the ground truth itself (a net's seed mean: the seed sd over the root of
+    its seeds, rms over the nets), which more seeds per net lower."""
+    groups = [np.array(v) for v in acc.values() if len(v) >= 2 and not any(map(math.isnan, v))]
+    out: dict[str, Any] = {"nets_with_two_seeds": len(groups)}
+    if max((len(g) for g in groups), default=0) > 2:
+        out["nets_with_three_seeds"] = sum(len(g) >= 3 for g in groups)
+    if len(groups) >= 3:
+        pairs = np.array([g[:2] for g in groups])
+        within = pooled_seed_sd(groups)
         between = float(np.std(y_all, ddof=1))
+        # the ground truth's noise relative to one training's: rms over the nets of 1/sqrt(seeds)
+        shrink = math.sqrt(float(np.mean([1 / len(v) for v in acc.values()])))
         rng = np.random.default_rng(seed + 7)
         ratios = []
         for _ in range(resamples):
-            w = rt.seed_sd(pairs[rng.integers(0, len(pairs), len(pairs))])
+            w = pooled_seed_sd([groups[j] for j in rng.integers(0, len(groups), len(groups))])
             b = float(np.std(y_all[rng.integers(0, len(y_all), len(y_all))], ddof=1))
             ratios.append(b / w if w > 0 else math.inf)
         band_sd = [float(np.std(y_all[band == b], ddof=1)) for b in range(BANDS) if (band == b).sum() >= 2]
@@ -221,6 +251,16 @@ def noise_floor(
                 ),
             }
         )
+        if "nets_with_three_seeds" in out:  # (kept out of two-seed runs' results, which stay as they were)
+            out.update(
+                {
+                    "ground_truth_noise_sd": within * shrink,
+                    "signal_to_ground_truth_noise": between / (within * shrink) if within > 0 else math.inf,
+                    "signal_to_ground_truth_noise_ci95": [
+                        float(np.percentile(ratios, q)) / shrink for q in (2.5, 97.5)
+                    ],
+                }
+            )
     return out
 
 
@@ -230,28 +270,77 @@ def standalone_acc(
 ) -> tuple[dict[int, list[float]], int | None]:
     """Stand-alone top-1 per net and seed: on the larger held-out set (``--phase evaluate``)
     when ``heldout`` and every trained net has it, else on the test split (recorded at training);
-    and the number of held-out images behind it (None: the test split)."""
+    and the number of held-out images behind it (None: the test split). A training this run did
+    not repeat is the ``--nets-from`` run's figure (held-out only)."""
     from dna_zoo.search.retrain import CONFIG
 
-    dirs: dict[int, list[Path]] = {}
+    imported = imported_acc(work) if heldout else {}
+    found: dict[int, list[Path | float]] = {}
     for i in range(n):
-        for seed in (0, 1):
+        for seed in range(s.seeds):
             d = work.path / standalone_dir(s) / f"net{i:02d}-seed{seed}"
             if (d / CONFIG).exists():
-                dirs.setdefault(i, []).append(d)
+                found.setdefault(i, []).append(d)
+            elif seed < len(imported.get(i, [])):
+                found.setdefault(i, []).append(imported[i][seed])
             elif seed == 0:
                 break
-    use = heldout and all((d / HELDOUT).exists() for ds in dirs.values() for d in ds)
+    dirs = [d for ds in found.values() for d in ds if isinstance(d, Path)]
+    use = heldout and all((d / HELDOUT).exists() for d in dirs)
+    if imported and not use:
+        raise SystemExit("some stand-alone nets have no held-out score yet: run --phase evaluate")
 
-    def top1(d: Path) -> float:
+    def top1(d: Path | float) -> float:
+        if not isinstance(d, Path):
+            return float(d)
         if use:
             return float(json.loads((d / HELDOUT).read_text())["top1"])
         return float(json.loads((d / CONFIG).read_text())["dna_zoo"]["metrics"]["top1"])
 
-    acc = {i: [top1(d) for d in ds] for i, ds in dirs.items()}
-    first = next(iter(dirs.values()), [None])[0]
+    acc = {i: [top1(d) for d in ds] for i, ds in found.items()}
+    if imported:
+        return acc, int(work.state["nets_from"]["ground_truth_images"])
+    first = dirs[0] if dirs else None
     images = int(json.loads((first / HELDOUT).read_text())["images"]) if use and first else None
     return acc, images
+
+
+def import_check(
+    work: rt.Work, s: Settings, scores: dict[str, np.ndarray], done: list[int]
+) -> dict[str, Any]:
+    """How well this run reproduced the ``--nets-from`` run: every retrained imported training
+    (its held-out top-1 must match; the run refuses to analyse otherwise), and each rating that
+    does not depend on the ground truth (largest absolute difference over the nets)."""
+    from dna_zoo.search.retrain import CONFIG
+
+    imported = imported_acc(work)
+    src = {n["index"]: n for n in json.loads((RESULTS / s.nets_from).read_text())["networks"]}
+    checked = []
+    for i, seed in verification(imported, s.verify_imported):
+        d = work.path / standalone_dir(s) / f"net{i:02d}-seed{seed}"
+        if (d / CONFIG).exists() and (d / HELDOUT).exists():
+            mine = float(json.loads((d / HELDOUT).read_text())["top1"])
+            checked.append({"net": i, "seed": seed, "imported": imported[i][seed], "retrained": mine})
+    bad = [c for c in checked if abs(c["retrained"] - c["imported"]) > IMPORT_TOLERANCE]
+    if bad:
+        c = bad[0]
+        raise SystemExit(
+            f"net{c['net']:02d} seed {c['seed']} retrained here gives {c['retrained']:.4f}% held-out top-1, "
+            f"{s.nets_from} says {c['imported']:.4f}%: its accuracies do not reproduce on this machine; "
+            "rerun without --nets-from"
+        )
+    ratings = {}
+    for k, v in scores.items():
+        if k.startswith("predictor"):  # fitted to the ground truth, which this run changes
+            continue
+        if all(f"score_{k}" in src.get(i, {}) for i in done):
+            ratings[k] = float(np.max(np.abs(v - np.array([src[i][f"score_{k}"] for i in done]))))
+    return {
+        "file": s.nets_from,
+        "imported_trainings": sum(map(len, imported.values())),
+        "retrained_to_verify": checked,
+        "max_abs_score_difference": ratings,
+    }
 
 
 def measured_check(work: rt.Work, s: Settings, p: Any, done: list[int]) -> dict[str, Any] | None:
@@ -298,7 +387,10 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
     encs = [space.to_encoding(p.nets[i], name=f"net{i:02d}") for i in done]
     y = np.array([float(np.mean(acc[i])) for i in done])
     band = np.array([p.band[i] for i in done])
-    lat = np.array([latency.network_cost(e) for e in encs])
+    # (a --nets-from run keeps the committed run's latencies, which drew its bands)
+    lat = np.array(
+        [p.latency[i] if s.nets_from else latency.network_cost(e) for i, e in zip(done, encs, strict=True)]
+    )
     macs_m = MacsCost(space, input_size=32, num_classes=10)
     macs = np.array([macs_m.network_cost(e) for e in encs])
     params = np.array([ParamsCost(space, input_size=32, num_classes=10).network_cost(e) for e in encs])
@@ -351,7 +443,7 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
     scores = {k: scores[k] for k in LABELS if k in scores}
     figs = bootstrap(scores, y, lat, band, macs, budgets, resamples=s.bootstrap, seed=s.seed)
     nf = noise_floor(acc, y, band, resamples=s.bootstrap, seed=s.seed)
-    if n_heldout:  # the same nets scored on the 10k test split alone, for comparison
+    if n_heldout and not s.nets_from:  # the same nets on the 10k test split alone, for comparison
         acc_t, _ = standalone_acc(work, s, len(p.nets), heldout=False)
         y_t = np.array([float(np.mean(acc_t[i])) for i in done])
         nf["test_split_only"] = noise_floor(acc_t, y_t, band, resamples=s.bootstrap, seed=s.seed)
@@ -371,7 +463,11 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
                 **{f"score_{k}": float(v[j]) for k, v in scores.items()},
             }
         )
-    lat_info = {**work.state.get("latency", {}), "measured_check": measured_check(work, s, p, done)}
+    seeds = "2 seeds" if s.seeds == 2 else f"2 or more seeds (up to {s.seeds})"
+    if s.nets_from:  # the committed run's latency table and its check drew these bands
+        lat_info = {**work.state["nets_from"]["latency_table"], "nets_from": s.nets_from}
+    else:
+        lat_info = {**work.state.get("latency", {}), "measured_check": measured_check(work, s, p, done)}
     if "file" in lat_info:  # a file of the work directory (no local paths in results)
         lat_info["file"] = Path(lat_info["file"]).name
     result = {
@@ -385,9 +481,15 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
             "budgets_ms": budgets,
             "measured_nets_span": [float(lat.min()), float(lat.max()), float(lat.max() / lat.min())],
         },
-        "trained": {"networks": len(done), "planned": len(p.nets), "second_seeds": nf["nets_with_two_seeds"]},
+        "trained": {
+            "networks": len(done),
+            "planned": len(p.nets),
+            "second_seeds": nf["nets_with_two_seeds"],
+            **({"third_seeds": nf["nets_with_three_seeds"]} if "nets_with_three_seeds" in nf else {}),
+        },
         "band_sizes": [int((band == b).sum()) for b in range(BANDS)],
         "missing_methods": missing,
+        **({"nets_from": import_check(work, s, scores, done)} if s.nets_from else {}),
         "labels": {k: LABELS[k] for k in scores},
         "figures": figs,
         "noise_floor": nf,
@@ -403,9 +505,9 @@ def phase_analyse(work: rt.Work, s: Settings, out: Path) -> dict[str, Any]:
         "how": {
             "ground_truth": (
                 f"stand-alone top-1 on {n_heldout} held-out images (Fashion-MNIST test split + "
-                "training-split rows no stage uses; --phase evaluate), seed mean where 2 seeds"
+                f"training-split rows no stage uses; --phase evaluate), seed mean where {seeds}"
                 if n_heldout
-                else "stand-alone test top-1 (Fashion-MNIST test split), seed mean where 2 seeds"
+                else f"stand-alone test top-1 (Fashion-MNIST test split), seed mean where {seeds}"
             ),
             "scores": "higher = predicted better; DNA scores are minus the summed block losses",
             "bootstrap": f"{s.bootstrap} resamples of networks, stratified by band, same for every method "
@@ -444,7 +546,8 @@ def table_md(r: dict[str, Any]) -> str:
     figs, lat, nf = r["figures"], r["latency"], r["noise_floor"]
     lines = [
         f"# ranking_decisions: {r['trained']['networks']} of {r['trained']['planned']} networks trained "
-        f"(bands {r['band_sizes']}), {nf['nets_with_two_seeds']} with a second seed",
+        f"(bands {r['band_sizes']}), {nf['nets_with_two_seeds']} with a second seed"
+        + (f", {nf['nets_with_three_seeds']} with a third" if "nets_with_three_seeds" in nf else ""),
         "",
         f"Bench space {r['space']['name']} (identity {r['space']['identity']}).",
         "",
@@ -485,6 +588,20 @@ def table_md(r: dict[str, Any]) -> str:
             cells = [_d(d[f]) for f in fields]
             lines.append(f"| {k} | {base} | " + " | ".join(cells) + " |")
     lines += ["", f"Ground truth: {r['how']['ground_truth']}."]
+    if "nets_from" in r:
+        c = r["nets_from"]
+        lines += [
+            "",
+            f"Networks, bands, latencies and {c['imported_trainings']} trainings' accuracies taken from "
+            f"{c['file']}; retrained to verify: "
+            + ", ".join(
+                f"net{v['net']:02d} seed {v['seed']} {v['retrained']:.4f} vs {v['imported']:.4f}"
+                for v in c["retrained_to_verify"]
+            )
+            + "; largest rating difference to it: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in c["max_abs_score_difference"].items())
+            + ".",
+        ]
     lines += [
         "",
         "Noise floor: " + ", ".join(f"{k} {_fmt(v)}" for k, v in nf.items() if not isinstance(v, dict)),

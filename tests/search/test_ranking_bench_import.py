@@ -1,0 +1,95 @@
+"""The ranking benchmark's ``--nets-from``: a run that reuses a committed run's networks and
+accuracies and adds seeds. Inputs are the committed results files the benchmark wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import ranking_decisions as rd  # noqa: E402
+import ranking_decisions_analysis as rda  # noqa: E402
+import ranking_tau as rt  # noqa: E402
+
+TAU = "ranking_decisions.json"
+NARROW = "ranking_decisions-narrow-fmnist32.json"
+
+
+def _import(tmp_path: Path, **settings: object) -> tuple[rd.Settings, rt.Work, dict]:
+    s = rd.Settings(**settings)  # type: ignore[arg-type]
+    work = rt.Work(tmp_path / "work")
+    return s, work, rd.import_nets(work, s, rt.bench_space(s.space))
+
+
+def test_nets_from_takes_the_committed_picks_and_accuracies(tmp_path: Path) -> None:
+    s, work, imported = _import(tmp_path, nets_from=TAU, seeds=3)
+    committed = json.loads((BENCH / "results" / TAU).read_text())
+    p = rd.picked_from(imported)
+    assert len(p.nets) == len(committed["networks"]) == 42
+    assert p.edges == committed["latency"]["band_edges_ms"]
+    assert [c.key for c in p.nets[5]] == committed["networks"][5]["candidates"]
+    acc = rd.imported_acc(work)
+    assert acc[5] == committed["networks"][5]["acc"]
+    # the state keeps it: a second open does not need the file
+    assert rd.import_nets(rt.Work(tmp_path / "work"), s, rt.bench_space(s.space)) == imported
+    # the queue: the verification trainings, then only the third seeds
+    order = rd.training_order(p, s.seeds)
+    assert len(order) == len(set(order)) == 42 * 3
+    check = rd.verification(acc, s.verify_imported)
+    assert check == [(0, 0), (41, 1)]
+    todo = [(i, k) for i, k in order if k >= len(acc[i])]
+    assert sorted(todo) == [(i, 2) for i in range(42)]
+
+
+def test_nets_from_refuses_another_space(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--space narrow-fmnist32"):
+        _import(tmp_path, nets_from=NARROW)
+    assert not (tmp_path / "work" / "state.json").exists()
+
+
+def test_nets_from_refuses_other_settings(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="retrain_epochs"):
+        _import(tmp_path, nets_from=TAU, retrain_epochs=6)
+
+
+@pytest.mark.parametrize("name", ["no-such-results.json", "ranking_pooled.json"])
+def test_nets_from_refuses_a_file_that_is_not_a_run(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SystemExit, match="not a complete ranking_decisions results file"):
+        _import(tmp_path, nets_from=name)
+
+
+def test_new_fields_keep_older_runs_work_directories() -> None:
+    # the committed narrow run's work directory name (bench/results/ranking_decisions-narrow-fmnist32.json)
+    committed = json.loads((BENCH / "results" / NARROW).read_text())
+    assert committed["work_dir"].endswith(rd.Settings(space="narrow-fmnist32").tag())
+    assert rd.Settings(seeds=3).tag() != rd.Settings().tag()
+    assert set(rd.LATER_FIELDS) <= {f.name for f in dataclasses.fields(rd.Settings)}
+
+
+def test_noise_floor_with_a_third_seed() -> None:
+    committed = json.loads((BENCH / "results" / TAU).read_text())
+    acc = {n["index"]: n["acc"] for n in committed["networks"]}
+    y = np.array([np.mean(v) for v in acc.values()])
+    band = np.array([n["band"] for n in committed["networks"]])
+    two = rda.noise_floor(acc, y, band, resamples=200)
+    assert math.isclose(two["within_net_seed_sd"], committed["noise_floor"]["within_net_seed_sd"])
+    assert "signal_to_ground_truth_noise" not in two
+    # a third seed equal to the mean of the first two: the pooled sd falls to sqrt(1/2) of it
+    three = {i: [*v, float(np.mean(v))] for i, v in acc.items()}
+    nf = rda.noise_floor(three, y, band, resamples=200)
+    assert nf["nets_with_three_seeds"] == 42
+    assert math.isclose(nf["within_net_seed_sd"], two["within_net_seed_sd"] / math.sqrt(2))
+    assert math.isclose(nf["ground_truth_noise_sd"], nf["within_net_seed_sd"] / math.sqrt(3))
+    lo, hi = nf["signal_to_ground_truth_noise_ci95"]
+    assert lo < nf["signal_to_ground_truth_noise"] < hi
+    # mixed seed counts pool by degrees of freedom
+    mixed = {0: [1.0, 2.0], 1: [1.0, 2.0, 3.0]}
+    assert math.isclose(rda.pooled_seed_sd([np.array(v) for v in mixed.values()]), math.sqrt((0.5 + 2.0) / 3))
