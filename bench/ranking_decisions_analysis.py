@@ -691,7 +691,13 @@ def plot(path: Path, r: dict[str, Any]) -> None:
     fig.suptitle(
         f"Fashion-MNIST 32 px, {r['trained']['networks']} networks; seed sd "
         f"{nf.get('within_net_seed_sd', math.nan):.2f}, "
-        f"between-net sd {nf.get('between_net_sd', math.nan):.2f}",
+        f"between-net sd {nf.get('between_net_sd', math.nan):.2f}"
+        + (
+            f"; {nf['nets_with_three_seeds']} nets with 3 seeds (ground-truth noise "
+            f"{nf['ground_truth_noise_sd']:.2f})"
+            if "ground_truth_noise_sd" in nf
+            else ""
+        ),
         fontsize=11,
     )
     fig.tight_layout()

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ranking_decisions_analysis import ci95, pooled_seed_sd, read_results, tau_b
 from ranking_tau import RESULTS
 
-RUNS = (RESULTS / "ranking_decisions.json", RESULTS / "ranking_decisions-narrow-fmnist32.json")
+#: the committed runs (the first space's run with its third seeds: same nets, better ground truth)
+RUNS = (RESULTS / "ranking_decisions-seeds3.json", RESULTS / "ranking_decisions-narrow-fmnist32.json")
 BASE = "macs"
 #: the issue's reference design for the noise ratio (ranking_tau.py's committed run)
 REFERENCE = RESULTS / "ranking_tau.json"
