@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -107,14 +106,11 @@ class Settings(rt.Sizes):
     def nets(self) -> int:
         return BANDS * self.nets_per_band
 
-    def tag(self) -> str:
-        """The work directory's hash; fields added later are left out at their defaults, so
-        older runs keep their work directories."""
+    def identity(self) -> dict[str, Any]:
+        """Fields added later are left out at their defaults, so older runs keep their work
+        directories."""
         d = dataclasses.asdict(self)
-        for f in LATER_FIELDS:
-            if d[f] == getattr(Settings, f):
-                del d[f]
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        return {k: v for k, v in d.items() if k not in LATER_FIELDS or v != getattr(Settings, k)}
 
 
 LATER_FIELDS = ("seeds", "nets_from", "verify_imported")
@@ -282,11 +278,13 @@ def import_nets(work: rt.Work, s: Settings, space: SearchSpace) -> dict[str, Any
     keep = ("index", "band", "candidates", "latency_ms", "acc")
     work.state["nets_from"] = {
         "file": path.name,
+        "cpu_hours_total": r.get("cpu_hours_total"),
         "space_identity": space.identity,
         "band_edges_ms": r["latency"]["band_edges_ms"],
         "latency_table": r["latency"]["table"],
         "ground_truth_images": r["ground_truth_images"],
-        "networks": [{k: n[k] for k in keep} for n in nets],
+        # (the scores, for the analysis to compare this run's ratings with)
+        "networks": [{k: v for k, v in n.items() if k in keep or k.startswith("score_")} for n in nets],
     }
     work.save()
     return work.state["nets_from"]

@@ -29,7 +29,6 @@ import ranking_tau as rt
 from ranking_decisions import (
     BANDS,
     HELDOUT,
-    RESULTS,
     Settings,
     cpu_hours,
     imported_acc,
@@ -211,6 +210,19 @@ def pooled_seed_sd(groups: list[np.ndarray]) -> float:
     return float(np.sqrt(sum(np.var(g, ddof=1) * (len(g) - 1) for g in groups) / df))
 
 
+def noise_ratio_draws(
+    groups: list[np.ndarray], y: np.ndarray, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Bootstrap draws of the between-net sd of ``y`` over the pooled seed sd of ``groups``
+    (the nets with 2+ seeds): the two resampled independently."""
+    ratios = []
+    for _ in range(resamples):
+        w = pooled_seed_sd([groups[j] for j in rng.integers(0, len(groups), len(groups))])
+        b = float(np.std(y[rng.integers(0, len(y), len(y))], ddof=1))
+        ratios.append(b / w if w > 0 else math.inf)
+    return np.array(ratios)
+
+
 def noise_floor(
     acc: dict[int, list[float]], y_all: np.ndarray, band: np.ndarray, *, resamples: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
@@ -230,12 +242,7 @@ def noise_floor(
         between = float(np.std(y_all, ddof=1))
         # the ground truth's noise relative to one training's: rms over the nets of 1/sqrt(seeds)
         shrink = math.sqrt(float(np.mean([1 / len(v) for v in acc.values()])))
-        rng = np.random.default_rng(seed + 7)
-        ratios = []
-        for _ in range(resamples):
-            w = pooled_seed_sd([groups[j] for j in rng.integers(0, len(groups), len(groups))])
-            b = float(np.std(y_all[rng.integers(0, len(y_all), len(y_all))], ddof=1))
-            ratios.append(b / w if w > 0 else math.inf)
+        ratios = noise_ratio_draws(groups, y_all, resamples, np.random.default_rng(seed + 7))
         band_sd = [float(np.std(y_all[band == b], ddof=1)) for b in range(BANDS) if (band == b).sum() >= 2]
         out.update(
             {
@@ -312,8 +319,7 @@ def import_check(
     does not depend on the ground truth (largest absolute difference over the nets)."""
     from dna_zoo.search.retrain import CONFIG
 
-    imported = imported_acc(work)
-    committed = json.loads((RESULTS / s.nets_from).read_text())
+    imported, committed = imported_acc(work), work.state["nets_from"]
     src = {n["index"]: n for n in committed["networks"]}
     checked = []
     for i, seed in verification(imported, s.verify_imported):
@@ -338,7 +344,7 @@ def import_check(
     return {
         "file": s.nets_from,
         "imported_trainings": sum(map(len, imported.values())),
-        "its_cpu_hours_total": committed.get("cpu_hours_total"),
+        "its_cpu_hours_total": committed["cpu_hours_total"],
         "retrained_to_verify": checked,
         "max_abs_score_difference": ratings,
     }

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ranking_decisions_analysis import ci95, pooled_seed_sd, read_results, tau_b
+from ranking_decisions_analysis import ci95, noise_ratio_draws, pooled_seed_sd, read_results, tau_b
 from ranking_tau import RESULTS
 
 #: the committed runs (the first space's run with its third seeds: same nets, better ground truth)
@@ -80,20 +80,12 @@ def pooled(
 
 
 def noise_ratio(acc: list[list[float]], resamples: int, seed: int) -> tuple[float, np.ndarray]:
-    """Between-net sd of the seed means over the pooled seed sd, and its bootstrap draws (the
-    nets with 2+ seeds and all nets resampled independently, as the analysis' noise floor)."""
-    rng = np.random.default_rng(seed)
+    """Between-net sd of the seed means over the pooled seed sd, and its bootstrap draws (as
+    the analysis' noise floor draws them)."""
     groups = [np.array(a, dtype=float) for a in acc if len(a) >= 2]
     y = np.array([np.mean(a) for a in acc])
-
-    def ratio(iy: np.ndarray, ig: np.ndarray) -> float:
-        return float(np.std(y[iy], ddof=1) / pooled_seed_sd([groups[j] for j in ig]))
-
-    draws = [
-        ratio(rng.integers(0, len(y), len(y)), rng.integers(0, len(groups), len(groups)))
-        for _ in range(resamples)
-    ]
-    return ratio(np.arange(len(y)), np.arange(len(groups))), np.array(draws)
+    draws = noise_ratio_draws(groups, y, resamples, np.random.default_rng(seed))
+    return float(np.std(y, ddof=1) / pooled_seed_sd(groups)), draws
 
 
 def noise_vs_reference(

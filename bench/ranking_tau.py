@@ -94,8 +94,12 @@ class Sizes:
     bootstrap: int = 2000
     seed: int = 0
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that name a run's work directory (:meth:`tag`)."""
+        return dataclasses.asdict(self)
+
     def tag(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
