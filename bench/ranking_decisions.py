@@ -34,8 +34,9 @@ stages (their ratings are compared with the file's), and trains the further seed
 ``ranking_decisions-seeds3.json``. The settings must be the file's.
 
 ``--space`` picks the bench space (``ranking_tau.SPACES``): ``tau-fmnist32`` (the default,
-results in ``ranking_decisions.*``) or ``narrow-fmnist32`` (narrower blocks and head, results in
-``ranking_decisions-narrow-fmnist32.*``).
+results in ``ranking_decisions.*``), ``narrow-fmnist32`` (narrower blocks and head, results in
+``ranking_decisions-narrow-fmnist32.*``) or ``wide-fmnist32`` (wider blocks and a fourth depth,
+results in ``ranking_decisions-wide-fmnist32.*``).
 
     nice -n 19 .venv/bin/python bench/ranking_decisions.py --quick            # smoke run
     nice -n 19 .venv/bin/python bench/ranking_decisions.py                    # train (long)

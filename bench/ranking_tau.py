@@ -129,26 +129,29 @@ QUICK = Settings(
 
 
 # --- the space, the teacher, the data -----------------------------------------------------------
-#: the bench spaces by name: block widths, and the head width, of the same layout (strides
-#: 2/1/2/1, depths 1-3, MBConv e1/e3/e6 x k3/k5 without SE: 258 candidates per block)
-SPACES: dict[str, tuple[tuple[int, int, int, int], int]] = {
+#: the bench spaces by name: block widths, head width and depth choices of the same layout
+#: (strides 2/1/2/1, MBConv e1/e3/e6 x k3/k5 without SE: 258 candidates per block at depths 1-3)
+SPACES: dict[str, tuple[tuple[int, int, int, int], int, tuple[int, ...]]] = {
     # ranking_tau's and ranking_decisions' space: capacity-limited at 32 px
-    "tau-fmnist32": ((24, 32, 48, 64), 256),
+    "tau-fmnist32": ((24, 32, 48, 64), 256, (1, 2, 3)),
     # two thirds of the widths and half the head: nets further down the accuracy-vs-size curve,
     # where ranking_decisions' smallest band spreads most and its seeds agree best
-    "narrow-fmnist32": ((16, 24, 32, 48), 128),
+    "narrow-fmnist32": ((16, 24, 32, 48), 128, (1, 2, 3)),
+    # wider blocks (1.3-1.5x) and a fourth depth (1,554 candidates per block): a wider capacity
+    # range, and wider layers, whose seeds the narrow space suggests agree better
+    "wide-fmnist32": ((32, 48, 64, 96), 256, (1, 2, 3, 4)),
 }
 
 
 def bench_space(name: str = "tau-fmnist32") -> SearchSpace:
-    """Narrow blocks on 8x8 and 4x4 maps, depths 1-3, MBConv e1/e3/e6 x k3/k5 without SE."""
+    """Narrow blocks on 8x8 and 4x4 maps, MBConv e1/e3/e6 x k3/k5 without SE."""
     if name not in SPACES:
         raise SystemExit(f"unknown bench space '{name}' (one of {', '.join(SPACES)})")
-    widths, head = SPACES[name]
+    widths, head, depths = SPACES[name]
     ops = tuple(Op("ir", k, e, 0.0) for e in (1, 3, 6) for k in (3, 5))
     return SearchSpace(
         name=name,
-        blocks=tuple(BlockSpec(c, st, (1, 2, 3)) for c, st in zip(widths, (2, 1, 2, 1), strict=True)),
+        blocks=tuple(BlockSpec(c, st, depths) for c, st in zip(widths, (2, 1, 2, 1), strict=True)),
         ops=ops,
         stem_size=16,
         first_layer=Layer(Op("ds", 3, 1, 0.0), 16, 1),

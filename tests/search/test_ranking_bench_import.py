@@ -93,3 +93,16 @@ def test_noise_floor_with_a_third_seed() -> None:
     # mixed seed counts pool by degrees of freedom
     mixed = {0: [1.0, 2.0], 1: [1.0, 2.0, 3.0]}
     assert math.isclose(rda.pooled_seed_sd([np.array(v) for v in mixed.values()]), math.sqrt((0.5 + 2.0) / 3))
+
+
+def test_bench_spaces_keep_the_committed_identities() -> None:
+    """Adding a space (``wide-fmnist32``: a fourth depth) leaves the committed runs' spaces as they were."""
+    for name in (TAU, NARROW):
+        committed = json.loads((BENCH / "results" / name).read_text())
+        assert rt.bench_space(committed["space"]["name"]).identity == committed["space"]["identity"]
+    wide, tau = rt.bench_space("wide-fmnist32"), rt.bench_space()
+    assert [len(list(wide.block_candidates(b))) for b in range(4)] == [6 + 6**2 + 6**3 + 6**4] * 4
+    assert len(list(tau.block_candidates(0))) == 6 + 6**2 + 6**3
+    assert wide.identity != tau.identity
+    with pytest.raises(SystemExit, match="unknown bench space 'nosuch'"):
+        rt.bench_space("nosuch")
