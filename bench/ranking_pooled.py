@@ -33,7 +33,9 @@ from ranking_decisions_analysis import ci95, noise_ratio_draws, pooled_seed_sd, 
 from ranking_tau import RESULTS
 
 #: the committed runs (the first space's run with its third seeds: same nets, better ground truth)
-RUNS = (RESULTS / "ranking_decisions-seeds3.json", RESULTS / "ranking_decisions-narrow-fmnist32.json")
+RUNS = tuple(
+    RESULTS / f"ranking_decisions{name}.json" for name in ("-seeds3", "-narrow-fmnist32", "-wide-fmnist32")
+)
 BASE = "macs"
 #: the issue's reference design for the noise ratio (ranking_tau.py's committed run)
 REFERENCE = RESULTS / "ranking_tau.json"

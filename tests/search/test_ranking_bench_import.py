@@ -106,3 +106,12 @@ def test_bench_spaces_keep_the_committed_identities() -> None:
     assert wide.identity != tau.identity
     with pytest.raises(SystemExit, match="unknown bench space 'nosuch'"):
         rt.bench_space("nosuch")
+
+
+def test_the_wide_run_is_of_its_space_and_settings() -> None:
+    committed = json.loads((BENCH / "results" / "ranking_decisions-wide-fmnist32.json").read_text())
+    assert committed["work_dir"].endswith(rd.Settings(space="wide-fmnist32").tag())
+    assert committed["space"]["identity"] == rt.bench_space("wide-fmnist32").identity
+    assert len(committed["networks"]) == 42
+    # the floor for the noise figure: at least 10 nets with a second seed
+    assert sum(len(n["acc"]) >= 2 for n in committed["networks"]) >= 10
