@@ -327,6 +327,7 @@ def open_run(args: argparse.Namespace) -> tuple[Settings, rt.Work]:
         if getattr(args, f.name) is not None
     }
     s = dataclasses.replace(base, **over)
+    rt.bench_space(s.space)  # an unknown space fails here, before a work directory is made for it
     from dna_zoo.search.supernet.teacher_train import cache_dir
 
     name = f"ranking_decisions-{'quick' if args.quick else 'full'}-{s.tag()}"

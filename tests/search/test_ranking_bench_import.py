@@ -115,3 +115,16 @@ def test_the_wide_run_is_of_its_space_and_settings() -> None:
     assert len(committed["networks"]) == 42
     # the floor for the noise figure: at least 10 nets with a second seed
     assert sum(len(n["acc"]) >= 2 for n in committed["networks"]) >= 10
+
+
+def test_an_unknown_space_is_one_line_and_makes_no_work_directory(tmp_path: Path) -> None:
+    import subprocess
+
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(BENCH / "ranking_decisions.py"), "--space", "nosuch", "--work", str(work)]
+    done = subprocess.run([*cmd, "--phase", "analyse"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "unknown bench space 'nosuch' (one of tau-fmnist32, narrow-fmnist32, wide-fmnist32)"
+    ]
+    assert not work.exists()
