@@ -144,7 +144,8 @@ SPACES: dict[str, tuple[tuple[int, int, int, int], int, tuple[int, ...]]] = {
 
 
 def bench_space(name: str = "tau-fmnist32") -> SearchSpace:
-    """Narrow blocks on 8x8 and 4x4 maps, MBConv e1/e3/e6 x k3/k5 without SE."""
+    """The named space of :data:`SPACES`: capacity-limited blocks on 8x8 and 4x4 maps, MBConv
+    e1/e3/e6 x k3/k5 without SE."""
     if name not in SPACES:
         raise SystemExit(f"unknown bench space '{name}' (one of {', '.join(SPACES)})")
     widths, head, depths = SPACES[name]

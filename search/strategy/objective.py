@@ -43,7 +43,7 @@ OBJECTIVES = ("rating", "predictor", "prior", "macs")
 #:   MACs 0.42 [0.19, 0.65], the DNA rating (sum of block losses) 0.21, calibrated predictor 0.33
 #:   (0.36 with the last block rated by its label loss; pooled with two more bench spaces, 126
 #:   nets in 9 bands, MACs 0.36 is the best and that predictor -0.005 [-0.15, +0.12] vs MACs); no
-#:   objective beat MACs (every paired delta-tau CI contains 0)
+#:   objective beat MACs (no paired delta-tau CI above 0; pooled, the DNA sum is measurably below)
 #:   and MACs ranks the whole space far better than the rating (global tau 0.68 vs 0.14), so with
 #:   a ratings file the default is MACs, and the rating / predictor stay on request;
 #: * without a ratings file, the ImageNet prior ranks the 23 ImageNet-trained nets of DNA's space
