@@ -280,6 +280,7 @@ def import_nets(work: rt.Work, s: Settings, space: SearchSpace) -> dict[str, Any
     work.state["nets_from"] = {
         "file": path.name,
         "cpu_hours_total": r.get("cpu_hours_total"),
+        "machine": r.get("machine") or {},
         "space_identity": space.identity,
         "band_edges_ms": r["latency"]["band_edges_ms"],
         "latency_table": r["latency"]["table"],

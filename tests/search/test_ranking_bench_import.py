@@ -50,6 +50,25 @@ def test_nets_from_takes_the_committed_picks_and_accuracies(tmp_path: Path) -> N
     assert sorted(todo) == [(i, 2) for i in range(42)]
 
 
+def test_the_import_tolerance_follows_the_cpu_kind(tmp_path: Path) -> None:
+    """A retrained import must match exactly on the CPU kind that trained the file, and to
+    CROSS_CPU_TOLERANCE on another kind; the kinds are the committed files' own records."""
+    _, _, imported = _import(tmp_path, nets_from="ranking_decisions-seeds3.json", seeds=4)
+    avx2 = json.loads((BENCH / "results" / "ranking_decisions-seeds3.json").read_text())["machine"]
+    xeon = json.loads((BENCH / "results" / WIDE).read_text())["machine"]
+    assert rda.imported_machine(imported) == avx2 and avx2["isa"] == ["avx2"]
+    assert rda.same_cpu_kind(avx2, dict(avx2, cores=64))  # the core count is not the kind
+    assert not rda.same_cpu_kind(avx2, xeon)
+    assert not rda.same_cpu_kind(avx2, dict(avx2, isa=["avx2", "avx512f"]))  # a Zen 5 beside an AVX2 EPYC
+    # the first run recorded no ISA: its kind is unknown, so never "the same"
+    first = json.loads((BENCH / "results" / TAU).read_text())["machine"]
+    assert "isa" not in first and not rda.same_cpu_kind(first, first)
+    # a work directory made before the state copied the machine reads it from the file
+    old = {k: v for k, v in imported.items() if k != "machine"}
+    assert rda.imported_machine(old) == avx2
+    assert rda.IMPORT_TOLERANCE < rda.CROSS_CPU_TOLERANCE <= 0.1 * 0.239  # under a tenth of the seed sd
+
+
 def test_nets_from_refuses_another_space(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--space narrow-fmnist32"):
         _import(tmp_path, nets_from=NARROW)
