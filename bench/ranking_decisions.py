@@ -29,9 +29,11 @@ Phases (one process, resumable; every stage is cached in ``--work``):
 ``--nets-from FILE --seeds 3`` adds seeds to a committed run (``FILE`` in bench/results/): it
 takes that run's networks, bands and latencies instead of drawing them, imports its held-out
 accuracies, retrains ``--verify-imported`` of those trainings first (the analysis refuses to go
-on unless they reproduce; training is deterministic on one kind of CPU), reruns the shared
-stages (their ratings are compared with the file's), and trains the further seeds; results in
-``ranking_decisions-seeds3.json``. The settings must be the file's.
+on unless they reproduce: exactly on the CPU kind that trained the file, where training is
+deterministic, and to 0.02 points on another kind), reruns the shared stages (their ratings are
+compared with the file's), and trains the further seeds; results in
+``ranking_decisions-seeds<N>.json`` (``--nets-from ranking_decisions-seeds3.json --seeds 4``
+adds a fourth). The settings must be the file's.
 
 ``--space`` picks the bench space (``ranking_tau.SPACES``): ``tau-fmnist32`` (the default,
 results in ``ranking_decisions.*``), ``narrow-fmnist32`` (narrower blocks and head, results in

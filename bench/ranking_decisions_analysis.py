@@ -578,12 +578,20 @@ def _v(f: dict[str, Any], digits: int = 2) -> str:
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+ORDINAL = {4: "fourth", 5: "fifth"}
+
+
 def table_md(r: dict[str, Any]) -> str:
     figs, lat, nf = r["figures"], r["latency"], r["noise_floor"]
     lines = [
         f"# ranking_decisions: {r['trained']['networks']} of {r['trained']['planned']} networks trained "
         f"(bands {r['band_sizes']}), {nf['nets_with_two_seeds']} with a second seed"
-        + (f", {nf['nets_with_three_seeds']} with a third" if "nets_with_three_seeds" in nf else ""),
+        + (f", {nf['nets_with_three_seeds']} with a third" if "nets_with_three_seeds" in nf else "")
+        + "".join(
+            f", {n} with a {ORDINAL.get(k, f'{k}th')}"
+            for k in range(4, 1 + max(len(x["acc"]) for x in r["networks"]))
+            if (n := sum(len(x["acc"]) >= k for x in r["networks"]))
+        ),
         "",
         f"Bench space {r['space']['name']} (identity {r['space']['identity']}).",
         "",
@@ -725,13 +733,14 @@ def plot(path: Path, r: dict[str, Any]) -> None:
     axes[2].legend(fontsize=8)
     axes[2].grid(alpha=0.3)
     nf = r["noise_floor"]
+    most = max(len(n["acc"]) for n in r["networks"])
+    with_most = sum(len(n["acc"]) == most for n in r["networks"])
     fig.suptitle(
         f"Fashion-MNIST 32 px, {r['trained']['networks']} networks; seed sd "
         f"{nf.get('within_net_seed_sd', math.nan):.2f}, "
         f"between-net sd {nf.get('between_net_sd', math.nan):.2f}"
         + (
-            f"; {nf['nets_with_three_seeds']} nets with 3 seeds (ground-truth noise "
-            f"{nf['ground_truth_noise_sd']:.2f})"
+            f"; {with_most} nets with {most} seeds (ground-truth noise {nf['ground_truth_noise_sd']:.2f})"
             if "ground_truth_noise_sd" in nf
             else ""
         ),

@@ -38,14 +38,16 @@ from dna_zoo.search.strategy.predictor import AccuracyPredictor
 OBJECTIVES = ("rating", "predictor", "prior", "macs")
 #: The default objective is the first of these whose inputs exist (:data:`NEEDS`), decided by
 #: measurement:
-#: * bench/ranking_decisions.py (42 Fashion-MNIST nets trained alone with three seeds, 14 per
-#:   latency band, AMD EPYC; bench/results/ranking_decisions-seeds3.json): within-band Kendall tau
-#:   MACs 0.42 [0.19, 0.65], the DNA rating (sum of block losses) 0.21, calibrated predictor 0.33
-#:   (0.36 with the last block rated by its label loss; pooled with two more bench spaces, 126
-#:   nets in 9 bands, MACs 0.36 is the best and that predictor -0.005 [-0.15, +0.12] vs MACs); no
-#:   objective beat MACs (no paired delta-tau CI above 0; pooled, the DNA sum is measurably below)
-#:   and MACs ranks the whole space far better than the rating (global tau 0.68 vs 0.14), so with
-#:   a ratings file the default is MACs, and the rating / predictor stay on request;
+#: * bench/ranking_decisions.py (42 Fashion-MNIST nets trained alone with four seeds, 14 per
+#:   latency band, AMD EPYC; bench/results/ranking_decisions-seeds4.json): within-band Kendall tau
+#:   MACs 0.38 [0.13, 0.60], the DNA rating (sum of block losses) 0.24, calibrated predictor 0.30
+#:   (0.32 with the last block rated by its label loss; pooled with two more bench spaces, 126
+#:   nets in 9 bands, MACs 0.35 and that predictor -0.005 [-0.15, +0.13] vs MACs); no objective
+#:   beat MACs (no paired delta-tau CI above 0; pooled, the DNA sum -0.18 [-0.38, +0.01]; the
+#:   costlier stitched + finetune re-rating +0.015 [-0.19, +0.21], and measurably worse at
+#:   picking in the wide space) and MACs ranks the whole space far better than the rating
+#:   (global tau 0.67 vs 0.15), so with a ratings file the default is MACs, and the rating /
+#:   predictor stay on request;
 #: * without a ratings file, the ImageNet prior ranks the 23 ImageNet-trained nets of DNA's space
 #:   at leave-one-out tau 0.763 vs MACs 0.755 (search/prior.py), so it comes before MACs;
 #: * a calibration (``dna supernet calibrate``) is the user's own measurement: where its
@@ -55,8 +57,8 @@ OBJECTIVE_PREFERENCE = ("prior", "macs", "predictor", "rating")
 #: Shown where the default passed over the ratings (the measured reason).
 RATINGS_NOT_DEFAULT = (
     "MACs, not the rating, is the default with a ratings file: on bench/ranking_decisions.py (42 nets) "
-    "the rating ranked no better than MACs within latency bands (tau 0.21 vs 0.42) and worse over the "
-    "whole space (0.14 vs 0.68); pass --objective rating or predictor to use them, and `dna supernet "
+    "the rating ranked no better than MACs within latency bands (tau 0.24 vs 0.38) and worse over the "
+    "whole space (0.15 vs 0.67); pass --objective rating or predictor to use them, and `dna supernet "
     "calibrate RUN` checks which ranks better on your data"
 )
 #: The inputs each objective needs.

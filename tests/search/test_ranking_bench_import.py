@@ -69,6 +69,26 @@ def test_the_import_tolerance_follows_the_cpu_kind(tmp_path: Path) -> None:
     assert rda.IMPORT_TOLERANCE < rda.CROSS_CPU_TOLERANCE <= 0.1 * 0.239  # under a tenth of the seed sd
 
 
+def test_the_fourth_seed_run_keeps_the_imported_seeds() -> None:
+    """The committed fourth-seed run (trained on another CPU kind than the run it imports): seeds 0-2
+    are the imported ones unchanged, every net has a fourth, and its retrained checks are in tolerance."""
+    four = json.loads((BENCH / "results" / "ranking_decisions-seeds4.json").read_text())
+    three = json.loads((BENCH / "results" / "ranking_decisions-seeds3.json").read_text())
+    assert four["space"]["identity"] == three["space"]["identity"]
+    c = four["nets_from"]
+    assert c["file"] == "ranking_decisions-seeds3.json" and not c["same_cpu_kind"]
+    checked = {(v["net"], v["seed"]): v for v in c["retrained_to_verify"]}
+    assert len(checked) == 2
+    assert all(abs(v["retrained"] - v["imported"]) <= c["tolerance_points"] for v in checked.values())
+    for a, b in zip(four["networks"], three["networks"], strict=True):
+        assert a["candidates"] == b["candidates"] and len(a["acc"]) == 4
+        for seed in range(3):  # a retrained check counts with this machine's figure, the rest as imported
+            v = checked.get((a["index"], seed))
+            assert a["acc"][seed] == (v["retrained"] if v else b["acc"][seed])
+    nf = four["noise_floor"]
+    assert math.isclose(nf["ground_truth_noise_sd"], nf["within_net_seed_sd"] / 2)  # four seeds a net
+
+
 def test_nets_from_refuses_another_space(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--space narrow-fmnist32"):
         _import(tmp_path, nets_from=NARROW)
