@@ -248,8 +248,15 @@ def import_nets(work: rt.Work, s: Settings, space: SearchSpace) -> dict[str, Any
     """What this run takes from the committed results file ``s.nets_from`` (copied into the
     work directory's state the first time, so the run no longer needs the file): its networks,
     bands, band edges, latencies and held-out accuracies. Refuses a file of another space."""
-    if "nets_from" in work.state:
-        return work.state["nets_from"]
+    if "nets_from" not in work.state:
+        work.state["nets_from"] = read_nets_from(s, space)
+        work.save()
+    return work.state["nets_from"]
+
+
+def read_nets_from(s: Settings, space: SearchSpace) -> dict[str, Any]:
+    """The part of the results file ``s.nets_from`` that :func:`import_nets` keeps; one line and
+    exit 1 for a file that is not a complete run, or is of another space or other settings."""
     path = RESULTS / s.nets_from
     try:
         r = json.loads(path.read_text())
@@ -279,7 +286,7 @@ def import_nets(work: rt.Work, s: Settings, space: SearchSpace) -> dict[str, Any
     if "ground_truth_images" not in r or r["ground_truth_images"] == r["settings"]["test_images"]:
         raise SystemExit(f"--nets-from {s.nets_from}: its accuracies are not on the held-out images")
     keep = ("index", "band", "candidates", "latency_ms", "acc")
-    work.state["nets_from"] = {
+    return {
         "file": path.name,
         "cpu_hours_total": r.get("cpu_hours_total"),
         "machine": r.get("machine") or {},
@@ -290,8 +297,6 @@ def import_nets(work: rt.Work, s: Settings, space: SearchSpace) -> dict[str, Any
         # (the scores, for the analysis to compare this run's ratings with)
         "networks": [{k: v for k, v in n.items() if k in keep or k.startswith("score_")} for n in nets],
     }
-    work.save()
-    return work.state["nets_from"]
 
 
 def picked_from(imported: dict[str, Any]) -> Picked:
@@ -330,11 +335,14 @@ def open_run(args: argparse.Namespace) -> tuple[Settings, rt.Work]:
         if getattr(args, f.name) is not None
     }
     s = dataclasses.replace(base, **over)
-    rt.bench_space(s.space)  # an unknown space fails here, before a work directory is made for it
+    space = rt.bench_space(s.space)  # an unknown space fails here, before a work directory is made for it
     from dna_zoo.search.supernet.teacher_train import cache_dir
 
     name = f"ranking_decisions-{'quick' if args.quick else 'full'}-{s.tag()}"
-    work = rt.Work(args.work or cache_dir() / "bench" / name)
+    path = args.work or cache_dir() / "bench" / name
+    if s.nets_from and not (path / "state.json").exists():
+        read_nets_from(s, space)  # ... and so does a --nets-from file this run cannot import
+    work = rt.Work(path)
     work.state["settings"] = dataclasses.asdict(s)
     work.save()
     return s, work

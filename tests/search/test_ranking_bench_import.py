@@ -156,14 +156,28 @@ def test_the_wide_run_is_of_its_space_and_settings() -> None:
     assert sum(len(n["acc"]) >= 2 for n in committed["networks"]) >= 10
 
 
-def test_an_unknown_space_is_one_line_and_makes_no_work_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--space", "nosuch"],
+            "unknown bench space 'nosuch' (one of tau-fmnist32, narrow-fmnist32, wide-fmnist32)",
+        ),
+        (
+            ["--space", "narrow-fmnist32", "--nets-from", "ranking_decisions-seeds3.json", "--seeds", "4"],
+            "--nets-from ranking_decisions-seeds3.json is of bench space tau-fmnist32 (54464294ede4e308), "
+            "this run's is narrow-fmnist32 (9b6705eed2a7d5c3): pass --space tau-fmnist32",
+        ),
+    ],
+)
+def test_a_refused_run_is_one_line_and_makes_no_work_directory(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
     import subprocess
 
     work = tmp_path / "work"
-    cmd = [sys.executable, str(BENCH / "ranking_decisions.py"), "--space", "nosuch", "--work", str(work)]
+    cmd = [sys.executable, str(BENCH / "ranking_decisions.py"), *args, "--work", str(work)]
     done = subprocess.run([*cmd, "--phase", "analyse"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "unknown bench space 'nosuch' (one of tau-fmnist32, narrow-fmnist32, wide-fmnist32)"
-    ]
+    assert done.stderr.strip().splitlines() == [line]
     assert not work.exists()
