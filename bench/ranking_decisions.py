@@ -340,9 +340,11 @@ def open_run(args: argparse.Namespace) -> tuple[Settings, rt.Work]:
 
     name = f"ranking_decisions-{'quick' if args.quick else 'full'}-{s.tag()}"
     path = args.work or cache_dir() / "bench" / name
-    if s.nets_from and not (path / "state.json").exists():
-        read_nets_from(s, space)  # ... and so does a --nets-from file this run cannot import
+    fresh = s.nets_from and not (path / "state.json").exists()
+    imported = read_nets_from(s, space) if fresh else None  # ... and so does a file it cannot import
     work = rt.Work(path)
+    if imported is not None:
+        work.state["nets_from"] = imported  # (what import_nets keeps; the file is read once)
     work.state["settings"] = dataclasses.asdict(s)
     work.save()
     return s, work

@@ -581,17 +581,20 @@ def _v(f: dict[str, Any], digits: int = 2) -> str:
 ORDINAL = {4: "fourth", 5: "fifth"}
 
 
+def nets_with_seeds(r: dict[str, Any]) -> dict[int, int]:
+    """k -> how many of the results' nets have at least k seeds (k = 1 .. the most any net has)."""
+    most = max(len(n["acc"]) for n in r["networks"])
+    return {k: sum(len(n["acc"]) >= k for n in r["networks"]) for k in range(1, most + 1)}
+
+
 def table_md(r: dict[str, Any]) -> str:
     figs, lat, nf = r["figures"], r["latency"], r["noise_floor"]
+    seeds = nets_with_seeds(r)
     lines = [
         f"# ranking_decisions: {r['trained']['networks']} of {r['trained']['planned']} networks trained "
         f"(bands {r['band_sizes']}), {nf['nets_with_two_seeds']} with a second seed"
         + (f", {nf['nets_with_three_seeds']} with a third" if "nets_with_three_seeds" in nf else "")
-        + "".join(
-            f", {n} with a {ORDINAL.get(k, f'{k}th')}"
-            for k in range(4, 1 + max(len(x["acc"]) for x in r["networks"]))
-            if (n := sum(len(x["acc"]) >= k for x in r["networks"]))
-        ),
+        + "".join(f", {n} with a {ORDINAL.get(k, f'{k}th')}" for k, n in seeds.items() if k >= 4 and n),
         "",
         f"Bench space {r['space']['name']} (identity {r['space']['identity']}).",
         "",
@@ -733,8 +736,9 @@ def plot(path: Path, r: dict[str, Any]) -> None:
     axes[2].legend(fontsize=8)
     axes[2].grid(alpha=0.3)
     nf = r["noise_floor"]
-    most = max(len(n["acc"]) for n in r["networks"])
-    with_most = sum(len(n["acc"]) == most for n in r["networks"])
+    seeds = nets_with_seeds(r)
+    most = max(seeds)
+    with_most = seeds[most]
     fig.suptitle(
         f"Fashion-MNIST 32 px, {r['trained']['networks']} networks; seed sd "
         f"{nf.get('within_net_seed_sd', math.nan):.2f}, "
